@@ -1,0 +1,60 @@
+# secure-agent: `make run` serves the embedded default, `make test` runs every test.
+# Targets bootstrap what they need (uv, Python deps, Node 22 tools) on a fresh Debian/Ubuntu machine.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := $(CURDIR)/.tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/uv/bin/uv)
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap uv sync node-tools run test test-fast lint manifest doctor clean
+
+help:
+	@echo "make run      serve MCP at http://127.0.0.1:8080/mcp (embedded default)"
+	@echo "make test     the whole test suite with coverage (what CI runs)"
+	@echo "make doctor   check this machine's sandbox features"
+	@echo "make manifest regenerate mcp_config.json"
+	@echo "make lint     ruff"
+
+$(TOOLS)/uv/bin/uv:
+	@command -v $(PYTHON) >/dev/null || { sudo_cmd=$$( [ $$(id -u) = 0 ] || echo sudo ); \
+		$$sudo_cmd apt-get update && $$sudo_cmd apt-get install -y python3 python3-venv; }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { sudo_cmd=$$( [ $$(id -u) = 0 ] || echo sudo ); \
+		$$sudo_cmd apt-get update && $$sudo_cmd apt-get install -y python3-venv; }
+	$(PYTHON) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+uv: $(if $(shell command -v uv 2>/dev/null),,$(TOOLS)/uv/bin/uv)
+
+sync: uv
+	$(UV) sync --frozen
+
+bootstrap: sync
+
+node-tools:
+	bash scripts/install-node-tools.sh
+
+run: bootstrap
+	$(UV) run --frozen secure-agent serve
+
+doctor: bootstrap
+	$(UV) run --frozen secure-agent doctor
+
+manifest: bootstrap
+	$(UV) run --frozen secure-agent manifest -o mcp_config.json
+
+test: bootstrap node-tools
+	rm -f .coverage .coverage.*
+	$(UV) run --frozen pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
+
+test-fast: bootstrap
+	$(UV) run --frozen pytest -q -m "not node" $(PYTEST_ARGS)
+
+lint: bootstrap
+	$(UV) run --frozen ruff check services
+
+clean:
+	rm -rf .venv .tools .coverage .coverage.* htmlcov

@@ -1,0 +1,67 @@
+"""create_app(settings): the FastAPI application serving /mcp and the service endpoints."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.routing import Route
+
+from . import __version__
+from .auth.middleware import BearerAuthMiddleware
+from .bootstrap import banner, ensure_dev_key
+from .deps import Services, build_services
+from .http.service import router as service_router
+from .mcp.request_checks import FrontDoor
+from .mcp.server import build_mcp_server
+from .mcp.transport import McpTransport
+from .plugins import PluginContext, load_plugins
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, *, services: Services | None = None, announce: bool = False
+) -> FastAPI:
+    settings = settings or Settings()
+    services = services or build_services(settings)
+    mcp = build_mcp_server(services)
+    transport = McpTransport(mcp, settings)
+    auth = BearerAuthMiddleware(transport, services.keys)
+    services.auth = auth
+    load_plugins(settings.plugins, PluginContext(mcp=mcp, settings=settings, auth=auth))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await services.store.create_schema()
+        dev = await ensure_dev_key(settings, services.keys)
+        if announce:
+            print(banner(settings, dev), file=sys.stdout, flush=True)
+        async with transport.running():
+            try:
+                yield
+            finally:
+                await services.aclose()
+
+    app = FastAPI(
+        title="secure-agent",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.services = services
+    app.state.mcp = mcp
+    app.include_router(service_router)
+    Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)
+    # A Route with an ASGI endpoint passes the raw scope through, so SSE streams are not buffered.
+    front = FrontDoor(auth, settings.allowed_hosts, settings.allowed_origins)
+    app.router.routes.append(Route("/mcp", endpoint=front, methods=["GET", "POST", "DELETE"]))
+    return app

@@ -1,0 +1,96 @@
+"""Bearer authentication in front of the MCP endpoint (pure ASGI, so SSE streams pass untouched)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..observability.metrics import AUTH_FAILURES
+from .api_keys import ApiKeyService
+from .principal import Principal, current_principal
+
+log = logging.getLogger(__name__)
+
+# JSON-RPC server-error range; clients show the message, the HTTP status carries the semantics.
+UNAUTHORIZED_CODE = -32001
+
+
+class BearerAuthMiddleware:
+    def __init__(self, app: ASGIApp, keys: ApiKeyService, realm: str = "secure-agent") -> None:
+        self.app = app
+        self.keys = keys
+        self.realm = realm
+        # Only a test plugin sets this: requests without credentials then act as this principal.
+        self.anonymous: Principal | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = _header(scope, b"authorization")
+        principal: Principal | None
+        if header is None:
+            principal = self.anonymous
+            if principal is None:
+                await self._reject(
+                    send, "missing", "Missing Authorization header: send 'Authorization: Bearer <API key>'."
+                )
+                return
+        else:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                await self._reject(send, "malformed", "Authorization header must be 'Bearer <API key>'.")
+                return
+            principal = await self.keys.verify(token.strip())
+            if principal is None:
+                await self._reject(
+                    send,
+                    "invalid",
+                    "API key is invalid or revoked; create one with 'secure-agent keys create'.",
+                )
+                return
+        # The SDK binds multi-round-trip request state to the authenticated client, so tell it too.
+        user = AuthenticatedUser(
+            AccessToken(
+                token="", client_id=f"{principal.tenant}/{principal.key_id}", scopes=sorted(principal.scopes)
+            )
+        )
+        principal_token = current_principal.set(principal)
+        user_token = auth_context_var.set(user)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            auth_context_var.reset(user_token)
+            current_principal.reset(principal_token)
+
+    async def _reject(self, send: Send, reason: str, message: str) -> None:
+        AUTH_FAILURES.labels(reason=reason).inc()
+        error = "invalid_request" if reason in ("missing", "malformed") else "invalid_token"
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": None, "error": {"code": UNAUTHORIZED_CODE, "message": message}}
+        ).encode()
+        challenge = f'Bearer realm="{self.realm}", error="{error}", error_description="{message}"'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", challenge.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None

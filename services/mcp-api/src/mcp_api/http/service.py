@@ -1,0 +1,72 @@
+"""Service endpoints beside /mcp: liveness, readiness, diagnostics. /metrics is added by the instrumentator."""
+
+from __future__ import annotations
+
+import platform
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..auth.principal import Principal
+from ..auth.scopes import Scope
+from ..deps import Services, get_services
+from ..settings import redacted
+from ..store.store import StoreUnavailable
+from .protocol_info import LEGACY_REVISIONS, MODERN_REVISIONS
+
+router = APIRouter()
+
+
+@router.get("/health", tags=["service"])
+async def health() -> dict:
+    """Liveness: the process answers. Checks no dependency, so a slow database never restarts pods."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", tags=["service"])
+async def ready(services: Services = Depends(get_services)) -> JSONResponse:
+    """Readiness: the store and the runner backend are reachable."""
+    checks: dict[str, dict] = {}
+    try:
+        await services.store.ping()
+        checks["store"] = {"ok": True}
+    except StoreUnavailable as exc:
+        checks["store"] = {"ok": False, "error": str(exc)}
+    status = await services.runners.status()
+    checks["runners"] = {"ok": status.healthy, "backend": status.backend}
+    ok = all(c["ok"] for c in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503
+    )
+
+
+async def require_admin(request: Request, services: Services = Depends(get_services)) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    principal = await services.keys.verify(token.strip()) if scheme.lower() == "bearer" else None
+    if principal is None:
+        raise HTTPException(
+            status_code=401,
+            detail="send 'Authorization: Bearer <API key>' with a valid key",
+            headers={"WWW-Authenticate": 'Bearer realm="secure-agent"'},
+        )
+    if not principal.has(Scope.ADMIN):
+        raise HTTPException(status_code=403, detail="diagnostics need an API key with the 'admin' scope")
+    return principal
+
+
+@router.get("/diagnostics", tags=["service"])
+async def diagnostics(
+    _: Principal = Depends(require_admin), services: Services = Depends(get_services)
+) -> dict:
+    status = await services.runners.status()
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "protocol_revisions": {"modern": MODERN_REVISIONS, "legacy": LEGACY_REVISIONS},
+        "transport": {"path": "/mcp", "stateless": True, "responses": ["application/json", "text/event-stream"]},
+        "runner_backend": {"name": status.backend, "healthy": status.healthy, "runners": status.runners,
+                           **status.detail},
+        "settings": redacted(services.settings),
+    }  # fmt: skip

@@ -1,0 +1,65 @@
+"""What every tool does around its work: authorize the caller, reach the runner, count and time."""
+
+from __future__ import annotations
+
+import time
+
+from agent_runner.client import RunnerError, RunnerUnavailable
+from agent_runner.protocol import ErrorCode
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel
+
+from ...auth.principal import Principal, current_principal
+from ...deps import Services
+from ...observability.metrics import TOOL_CALLS, TOOL_SECONDS
+from ...runners.base import DEFAULT_WORKSPACE, RunnerStartError, WorkspaceNameError
+
+
+def require(scope: str, action: str) -> Principal:
+    """The caller, if its key carries `scope`; otherwise a ToolError saying which scope is missing."""
+    principal = current_principal.get()
+    if principal is None:
+        raise ToolError("not authenticated")
+    if not principal.has(scope):
+        raise ToolError(
+            f"permission denied: {action} needs the '{scope}' scope, and this API key has "
+            f"{', '.join(sorted(principal.scopes)) or 'no scopes'}; ask an admin for a key with '{scope}'"
+        )
+    return principal
+
+
+async def run_op(
+    services: Services, tool: str, scope: str, workspace: str | None, op: str, request: BaseModel
+):
+    """Run one runner operation on behalf of the current caller, turning every failure into a ToolError."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        principal = require(scope, tool)
+        try:
+            client = await services.runners.client_for(principal.tenant, workspace or DEFAULT_WORKSPACE)
+        except WorkspaceNameError as exc:
+            raise ToolError(str(exc)) from exc
+        except RunnerStartError as exc:
+            raise ToolError(f"workspace is temporarily unavailable, retry shortly ({exc})") from exc
+        try:
+            result = await client.call(op, request)
+        except RunnerUnavailable as exc:
+            raise ToolError(f"workspace runner is unavailable, retry shortly: {exc.message}") from exc
+        except RunnerError as exc:
+            outcome = "denied" if exc.code in _DENIALS else "rejected"
+            raise ToolError(f"{tool} failed [{exc.code.value}]: {exc.message}") from exc
+        outcome = "ok"
+        return result
+    finally:
+        TOOL_CALLS.labels(tool=tool, outcome=outcome).inc()
+        TOOL_SECONDS.labels(tool=tool).observe(time.perf_counter() - started)
+
+
+_DENIALS = {
+    ErrorCode.ESCAPE,
+    ErrorCode.SYMLINK,
+    ErrorCode.HARDLINKED,
+    ErrorCode.PERMISSION_DENIED,
+    ErrorCode.INVALID_PATH,
+}

@@ -1,0 +1,202 @@
+"""Local runner backend: one agent-runner child process per workspace, reached over a Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent_runner.client import RunnerClient, RunnerUnavailable
+
+from ..settings import RunnerSettings
+from .base import BackendStatus, RunnerStartError, validate_workspace
+
+log = logging.getLogger(__name__)
+# sockaddr_un.sun_path holds 108 bytes including the NUL.
+_MAX_UDS_PATH = 107
+
+
+@dataclass
+class _Runner:
+    process: asyncio.subprocess.Process
+    client: RunnerClient
+    socket_path: Path
+    last_used: float
+
+
+class LocalRunnerBackend:
+    name = "local"
+
+    def __init__(self, workspaces_dir: Path, run_dir: Path, settings: RunnerSettings) -> None:
+        self.workspaces_dir = workspaces_dir
+        self.settings = settings
+        self._run_dir_wanted = run_dir
+        self._run_dir: Path | None = None
+        self._runners: dict[tuple[str, str], _Runner] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._reaper: asyncio.Task | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        """Socket directory, made on first use so that merely building the backend touches no disk."""
+        if self._run_dir is None:
+            self._run_dir = self._socket_dir(self._run_dir_wanted)
+        return self._run_dir
+
+    @staticmethod
+    def _socket_dir(run_dir: Path) -> Path:
+        if len(str(run_dir)) + 22 > _MAX_UDS_PATH:
+            # A deep data dir would overflow sun_path; a private temp dir keeps the same protection.
+            return Path(tempfile.mkdtemp(prefix="secure-agent-run-"))
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run_dir.chmod(0o700)
+        return run_dir
+
+    def workspace_dir(self, tenant: str, workspace: str) -> Path:
+        return self.workspaces_dir / tenant / validate_workspace(workspace)
+
+    async def client_for(self, tenant: str, workspace: str) -> RunnerClient:
+        key = (tenant, validate_workspace(workspace))
+        runner = self._runners.get(key)
+        if runner and runner.process.returncode is None:
+            runner.last_used = time.monotonic()
+            return runner.client
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            runner = self._runners.get(key)
+            if runner and runner.process.returncode is None:
+                runner.last_used = time.monotonic()
+                return runner.client
+            if runner:  # it died: forget it and start afresh
+                await self._stop(key)
+            if len(self._runners) >= self.settings.max_runners:
+                await self._evict_idlest()
+            runner = await self._start(*key)
+            self._runners[key] = runner
+            self._ensure_reaper()
+            return runner.client
+
+    async def _start(self, tenant: str, workspace: str) -> _Runner:
+        workdir = self.workspace_dir(tenant, workspace)
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        workspace_id = f"{tenant}/{workspace}"
+        digest = hashlib.sha256(workspace_id.encode()).hexdigest()[:16]
+        socket_path = self.run_dir / f"{digest}.sock"
+        with contextlib.suppress(FileNotFoundError):
+            socket_path.unlink()
+        token = secrets.token_urlsafe(32)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent_runner", "serve",
+            "--workspace", str(workdir), "--workspace-id", workspace_id,
+            "--uds", str(socket_path), "--token-stdin", "--exit-with-parent",
+            stdin=asyncio.subprocess.PIPE,
+            env=_runner_env(),
+        )  # fmt: skip
+        assert process.stdin is not None
+        # The token goes over a pipe, not argv or env, so other local users cannot read it in /proc.
+        process.stdin.write(token.encode() + b"\n")
+        await process.stdin.drain()
+        process.stdin.close()
+        client = RunnerClient(token=token, uds=str(socket_path), timeout=self.settings.request_timeout_s)
+        try:
+            await client.wait_ready(timeout=self.settings.start_timeout_s)
+        except Exception as exc:
+            await client.aclose()
+            await _terminate(process)
+            raise RunnerStartError(
+                f"workspace runner for {workspace_id} did not start (exit code {process.returncode}): {exc}"
+            ) from exc
+        log.info("started runner pid=%s for workspace %s", process.pid, workspace_id)
+        return _Runner(process=process, client=client, socket_path=socket_path, last_used=time.monotonic())
+
+    async def list_workspaces(self, tenant: str) -> list[str]:
+        root = self.workspaces_dir / tenant
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+
+    async def status(self) -> BackendStatus:
+        alive = {
+            f"{t}/{w}": r.process.pid for (t, w), r in self._runners.items() if r.process.returncode is None
+        }
+        writable = os.access(self.run_dir, os.W_OK) and (
+            os.access(self.workspaces_dir, os.W_OK) or os.access(self.workspaces_dir.parent, os.W_OK)
+        )
+        return BackendStatus(
+            backend=self.name,
+            healthy=writable,
+            runners=len(alive),
+            detail={
+                "socket_dir": str(self.run_dir),
+                "workspaces_dir": str(self.workspaces_dir),
+                "alive": alive,
+            },
+        )
+
+    async def _evict_idlest(self) -> None:
+        key = min(self._runners, key=lambda k: self._runners[k].last_used)
+        await self._stop(key)
+
+    async def _stop(self, key: tuple[str, str]) -> None:
+        runner = self._runners.pop(key, None)
+        if runner is None:
+            return
+        await runner.client.aclose()
+        await _terminate(runner.process)
+        with contextlib.suppress(FileNotFoundError):
+            runner.socket_path.unlink()
+
+    def _ensure_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
+
+    async def _reap_idle(self) -> None:
+        interval = min(30.0, self.settings.idle_timeout_s / 2)
+        while self._runners:
+            await asyncio.sleep(interval)
+            cutoff = time.monotonic() - self.settings.idle_timeout_s
+            for key in [
+                k
+                for k, r in self._runners.items()
+                if r.last_used < cutoff or r.process.returncode is not None
+            ]:
+                log.info("stopping idle runner for %s/%s", *key)
+                await self._stop(key)
+
+    async def aclose(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for key in list(self._runners):
+            await self._stop(key)
+
+
+def _runner_env() -> dict[str, str]:
+    # The runner gets nothing of ours beyond what Python needs: provider keys never reach it.
+    keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR", "COVERAGE_PROCESS_START")
+    return {k: v for k, v in os.environ.items() if k in keep}
+
+
+async def _terminate(process: asyncio.subprocess.Process, grace: float = 3.0) -> None:
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+__all__ = ["LocalRunnerBackend", "RunnerUnavailable"]
