@@ -98,3 +98,54 @@ def test_printed_configs_work_without_editing(tmp_path: Path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+CLAUDE = Path(__file__).resolve().parents[4] / "tools" / "node" / "node_modules" / ".bin" / "claude"
+NODE_BIN = Path(__file__).resolve().parents[4] / ".tools" / "node22" / "bin"
+
+
+@pytest.mark.node
+def test_printed_claude_code_command_connects(tmp_path: Path):
+    """Paste the printed `claude mcp add ...` line into a shell; `claude mcp list` then performs a real
+    MCP connection (no Anthropic API key needed) and must report the server as connected."""
+    assert CLAUDE.exists(), f"{CLAUDE} missing: run `bash scripts/install-node-tools.sh`"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_AGENT_")}
+    env |= {"SECURE_AGENT_PORT": str(port), "SECURE_AGENT_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mcp_api", "serve"], env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        out = _Output(proc).wait_for(r"Application startup complete", 60)
+        pasted = re.search(r"^claude mcp add .*$", out, re.M).group(0)
+        home = tmp_path / "home"
+        project = tmp_path / "project"
+        home.mkdir()
+        project.mkdir()
+        client_env = {
+            "HOME": str(home),
+            "PATH": f"{CLAUDE.parent}{os.pathsep}{NODE_BIN}{os.pathsep}/usr/bin:/bin",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
+        added = subprocess.run(
+            ["/bin/sh", "-c", pasted], env=client_env, cwd=project, capture_output=True, text=True, timeout=60
+        )
+        assert added.returncode == 0, added.stderr + added.stdout
+        listed = subprocess.run(
+            ["claude", "mcp", "list"], env=client_env, cwd=project, capture_output=True, text=True, timeout=90
+        )
+        assert re.search(rf"secure-agent: http://localhost:{port}/mcp \(HTTP\) - ✔ Connected", listed.stdout), (
+            listed.stdout + listed.stderr
+        )
+        # The key never lands in Claude Code's printed output.
+        key = re.search(r"^\s+(sa_\S+)$", out, re.M).group(1)
+        assert key not in added.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
