@@ -173,3 +173,30 @@ async def test_notification_is_accepted_without_body(http):
         headers={**AUTH, "accept": BOTH, "mcp-protocol-version": LEGACY},
     )
     assert response.status_code == 202
+
+
+async def test_stateful_legacy_sessions_follow_their_manager(tmp_path):
+    """In 'stateful' mode a session created by a JSON-only client stays reachable when a later request
+    also accepts SSE (which would otherwise pick the SSE manager): it lives where it was created."""
+    import httpx
+
+    from mcp_api.app import create_app
+    from mcp_api.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path / "d", dev_api_key=TEST_KEY, legacy_sessions="stateful"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost:8080") as http:
+            json_only = Mcp(http=http, accept="application/json")
+            init = await json_only.post(
+                "initialize",
+                {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+            )
+            session = init.headers["mcp-session-id"]
+            both = Mcp(http=http)
+            headers = {**both.headers("tools/list"), "mcp-session-id": session}
+            listed = await http.post("/mcp", json=both.body("tools/list"), headers=headers)
+            assert listed.status_code == 200, listed.text
+            assert "read_file" in {t["name"] for t in listed.json()["result"]["tools"]}
+            unknown = await http.post("/mcp", json=both.body("tools/list"), headers={**headers, "mcp-session-id": "nope"})
+            assert unknown.status_code == 404

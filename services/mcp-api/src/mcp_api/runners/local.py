@@ -182,7 +182,9 @@ class LocalRunnerBackend:
 
 def _runner_env() -> dict[str, str]:
     # The runner gets nothing of ours beyond what Python needs: provider keys never reach it.
-    keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR", "COVERAGE_PROCESS_START")
+    keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
+    # Test runs measure runners too; these variables only exist under coverage.
+    keep += ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
     return {k: v for k, v in os.environ.items() if k in keep}
 
 
