@@ -22,6 +22,17 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", dev_api_key=TEST_KEY, runner={"idle_timeout_s": 60})
 
 
+@pytest.fixture(autouse=True)
+def _fresh_sse_shutdown_flag():
+    """sse-starlette ends every SSE stream once any uvicorn server in the process has begun shutting
+    down (a process-global flag). Tests that stop in-process servers set it; each test here is a new
+    server, so start from a clean flag."""
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.should_exit = False
+    yield
+
+
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator:
     application = create_app(settings)

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 PROTOCOL_VERSION = "1"
-TOKEN_HEADER = "authorization"
+TOKEN_HEADER = "authorization"  # noqa: S105 - a header name, not a secret
 
 # Caps shared by runner and mcp-api: the runner enforces them, mcp-api advertises them in schemas.
 MAX_READ_BYTES = 1024 * 1024
