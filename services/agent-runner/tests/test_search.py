@@ -360,3 +360,12 @@ def test_grep_skips_file_replaced_during_walk(
     monkeypatch.setattr(search.TreeWalk, "__iter__", swap_during_walk)
     result = search.grep(ws, GrepRequest(pattern="SECRET"))
     assert result.matches == [] and result.files_scanned == 0
+
+
+def test_grep_catastrophic_pattern_on_one_line_is_cut_by_the_timeout(ws: Workspace, root: Path) -> None:
+    # Exponential backtracking inside a single search: only a matcher timeout can stop it.
+    (root / "evil.txt").write_text("a" * 40 + "\n")
+    started = time.monotonic()
+    result = search.grep(ws, GrepRequest(pattern=r"(a|aa)+$x", timeout_s=0.5))
+    assert time.monotonic() - started < 3
+    assert result.truncated_reason == "timeout" and result.matches == []

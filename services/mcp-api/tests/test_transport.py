@@ -179,7 +179,6 @@ async def test_stateful_legacy_sessions_follow_their_manager(tmp_path):
     """In 'stateful' mode a session created by a JSON-only client stays reachable when a later request
     also accepts SSE (which would otherwise pick the SSE manager): it lives where it was created."""
     import httpx
-
     from mcp_api.app import create_app
     from mcp_api.settings import Settings
 

@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+import regex as regex_lib
+
 from agent_runner.errors import OperationError, printable
 from agent_runner.protocol import (
     MAX_GREP_SECONDS,
@@ -221,12 +223,6 @@ class _GrepState:
         self.matches.append(GrepMatch(path=printable(path), line=line, text=text))
         return True
 
-    def timed_out(self) -> bool:
-        if time.monotonic() > self.deadline:
-            self.reason = "timeout"
-            return True
-        return False
-
 
 def grep(ws: Workspace, req: GrepRequest) -> GrepResult:
     """Search text files for a Python regular expression, line by line.
@@ -235,12 +231,12 @@ def grep(ws: Workspace, req: GrepRequest) -> GrepResult:
     the first 8 KiB) are skipped and counted; symlinks and special files are skipped. Invalid
     UTF-8 is replaced, not fatal. Stops at the first cap reached (matches, returned bytes, wall
     time) and reports it in `truncated_reason`; a timeout is a partial result, not an error.
-    Lines are 1-based. The regex engine cannot be interrupted inside one search, so the time
-    cap is checked between lines.
+    Lines are 1-based. Patterns use the `regex` package (a superset of `re`) because its matcher
+    takes a timeout: a catastrophic pattern on one long line cannot outrun the wall-time cap.
     """
     try:
-        regex = re.compile(req.pattern, re.IGNORECASE if req.case_insensitive else 0)
-    except re.error as exc:
+        pattern = regex_lib.compile(req.pattern, regex_lib.IGNORECASE if req.case_insensitive else 0)
+    except regex_lib.error as exc:
         raise OperationError(
             ErrorCode.INVALID_ARGUMENT, f"invalid regular expression {req.pattern!r}: {exc}"
         ) from None
@@ -263,7 +259,7 @@ def grep(ws: Workspace, req: GrepRequest) -> GrepResult:
     for file_path, name, entry_kind in targets:
         if entry_kind != EntryType.FILE or (name_matches and not name_matches(name)):
             continue
-        if not _grep_file(ws, file_path, regex, state):
+        if not _grep_file(ws, file_path, pattern, state):
             break
     else:
         if walk is not None and walk.cut:
@@ -279,7 +275,7 @@ def grep(ws: Workspace, req: GrepRequest) -> GrepResult:
     )
 
 
-def _grep_file(ws: Workspace, path: str, regex: re.Pattern[str], state: _GrepState) -> bool:
+def _grep_file(ws: Workspace, path: str, pattern: regex_lib.Pattern, state: _GrepState) -> bool:
     """Search one file; False when a cap stops the whole grep."""
     try:
         fd, st = ws.open_regular(path)
@@ -298,9 +294,16 @@ def _grep_file(ws: Workspace, path: str, regex: re.Pattern[str], state: _GrepSta
             f.seek(0)
             lines = _stream_lines(f)
         for number, line in enumerate(lines, start=1):
-            if state.timed_out():
+            remaining = state.deadline - time.monotonic()
+            if remaining <= 0:
+                state.reason = "timeout"
                 return False
-            if regex.search(line) and not state.add(path, number, line.removesuffix("\r")):
+            try:
+                found = pattern.search(line, timeout=remaining)
+            except TimeoutError:
+                state.reason = "timeout"
+                return False
+            if found and not state.add(path, number, line.removesuffix("\r")):
                 return False
     return True
 

@@ -107,7 +107,7 @@ class LocalRunnerBackend:
         process.stdin.close()
         client = RunnerClient(token=token, uds=str(socket_path), timeout=self.settings.request_timeout_s)
         try:
-            await client.wait_ready(timeout=self.settings.start_timeout_s)
+            await _ready_or_exited(client, process, self.settings.start_timeout_s)
         except Exception as exc:
             await client.aclose()
             await _terminate(process)
@@ -178,6 +178,22 @@ class LocalRunnerBackend:
                 await self._reaper
         for key in list(self._runners):
             await self._stop(key)
+
+
+async def _ready_or_exited(client: RunnerClient, process: asyncio.subprocess.Process, timeout: float) -> None:
+    """Wait for the runner to answer, but give up at once if it exits (bad workspace, socket in use)."""
+    ready = asyncio.ensure_future(client.wait_ready(timeout=timeout))
+    exited = asyncio.ensure_future(process.wait())
+    try:
+        done, _ = await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if ready in done:
+            ready.result()
+            return
+        raise RuntimeError(f"runner exited with code {process.returncode} before answering")
+    finally:
+        for task in (ready, exited):
+            task.cancel()
+        await asyncio.gather(ready, exited, return_exceptions=True)
 
 
 def _runner_env() -> dict[str, str]:

@@ -1,0 +1,103 @@
+"""The local runner backend: one runner process per workspace, started on demand, reaped when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import pytest
+
+from agent_runner import protocol as p
+from mcp_api.runners.base import RunnerStartError, WorkspaceNameError
+from mcp_api.runners.local import LocalRunnerBackend
+from mcp_api.settings import RunnerSettings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def backend(tmp_path):
+    b = LocalRunnerBackend(
+        tmp_path / "ws", tmp_path / "run", RunnerSettings(idle_timeout_s=60, max_runners=2)
+    )
+    yield b
+    await b.aclose()
+
+
+async def test_one_runner_per_workspace_reused(backend, tmp_path):
+    a1 = await backend.client_for("t1", "default")
+    a2 = await backend.client_for("t1", "default")
+    b = await backend.client_for("t1", "other")
+    assert a1 is a2 and a1 is not b
+    await a1.call("files/write", p.WriteFileRequest(path="x.txt", content="x"))
+    assert (tmp_path / "ws" / "t1" / "default" / "x.txt").read_text() == "x"
+    assert await backend.list_workspaces("t1") == ["default", "other"]
+    assert await backend.list_workspaces("nobody") == []
+    status = await backend.status()
+    assert status.healthy and status.runners == 2
+
+
+async def test_concurrent_first_calls_start_one_runner(backend):
+    clients = await asyncio.gather(*(backend.client_for("t", "w") for _ in range(5)))
+    assert len({id(c) for c in clients}) == 1
+    assert (await backend.status()).runners == 1
+
+
+async def test_dead_runner_is_replaced(backend):
+    client = await backend.client_for("t", "w")
+    runner = backend._runners[("t", "w")]
+    runner.process.kill()
+    await runner.process.wait()
+    fresh = await backend.client_for("t", "w")
+    assert fresh is not client
+    assert (await fresh.health()).status == "ok"
+
+
+async def test_least_recently_used_runner_is_evicted_at_the_cap(backend):
+    await backend.client_for("t", "a")
+    await backend.client_for("t", "b")
+    backend._runners[("t", "a")].last_used = time.monotonic() - 100
+    await backend.client_for("t", "c")
+    assert set(backend._runners) == {("t", "b"), ("t", "c")}
+
+
+async def test_idle_runners_are_reaped(tmp_path):
+    backend = LocalRunnerBackend(tmp_path / "ws", tmp_path / "run", RunnerSettings(idle_timeout_s=0.2))
+    try:
+        await backend.client_for("t", "w")
+        process = backend._runners[("t", "w")].process
+        for _ in range(50):
+            if not backend._runners:
+                break
+            await asyncio.sleep(0.1)
+        assert not backend._runners
+        # Removed from the table first, then terminated: the process must be gone shortly after.
+        await asyncio.wait_for(process.wait(), 5)
+    finally:
+        await backend.aclose()
+
+
+async def test_bad_workspace_name(backend):
+    with pytest.raises(WorkspaceNameError, match="workspace '../x' is invalid"):
+        await backend.client_for("t", "../x")
+
+
+async def test_runner_that_exits_fails_fast(backend, monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    backend.settings.start_timeout_s = 30
+    started = time.monotonic()
+    with pytest.raises(RunnerStartError, match="did not start"):
+        await backend.client_for("t", "w")
+    assert time.monotonic() - started < 5
+
+
+async def test_long_data_dir_gets_a_private_socket_dir(tmp_path):
+    deep = tmp_path / ("d" * 90)
+    backend = LocalRunnerBackend(tmp_path / "ws", deep / "run", RunnerSettings())
+    try:
+        assert len(str(backend.run_dir)) < 80
+        assert oct(backend.run_dir.stat().st_mode & 0o777) == "0o700"
+        assert (await (await backend.client_for("t", "w")).health()).status == "ok"
+    finally:
+        await backend.aclose()
