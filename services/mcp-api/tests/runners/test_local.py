@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-
 from agent_runner import protocol as p
 from mcp_api.runners.base import RunnerStartError, WorkspaceNameError
 from mcp_api.runners.local import LocalRunnerBackend

@@ -180,9 +180,9 @@ class LocalRunnerBackend:
             await self._stop(key)
 
 
-async def _ready_or_exited(client: RunnerClient, process: asyncio.subprocess.Process, timeout: float) -> None:
+async def _ready_or_exited(client: RunnerClient, process: asyncio.subprocess.Process, limit_s: float) -> None:
     """Wait for the runner to answer, but give up at once if it exits (bad workspace, socket in use)."""
-    ready = asyncio.ensure_future(client.wait_ready(timeout=timeout))
+    ready = asyncio.ensure_future(client.wait_ready(timeout=limit_s))
     exited = asyncio.ensure_future(process.wait())
     try:
         done, _ = await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
