@@ -10,7 +10,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/uv/bin/uv)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap uv sync node-tools run test test-fast lint manifest doctor clean
+.PHONY: help bootstrap uv sync node-tools system-deps run test test-fast lint manifest doctor clean observability-assets
 
 help:
 	@echo "make run      serve MCP at http://127.0.0.1:8080/mcp (embedded default)"
@@ -37,6 +37,21 @@ bootstrap: sync
 node-tools:
 	bash scripts/install-node-tools.sh
 
+# Debian's prometheus package: promtool (rule checks and unit tests) and the server the end-to-end
+# metrics test scrapes with. Installed only when promtool is missing; the system service the package
+# enables (port 9090 on all interfaces) is stopped and disabled again: the tests run their own on loopback.
+system-deps:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+		sudo_cmd=$$( [ $$(id -u) = 0 ] || echo sudo ); \
+		$$sudo_cmd apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y --no-install-recommends prometheus && \
+		{ ! command -v systemctl >/dev/null || $$sudo_cmd systemctl disable --now prometheus >/dev/null 2>&1 || true; }; }
+
+# Regenerate dashboards/*.json, alerts/secure-agent.rules.yml, alerts/tests/ and runbooks/ from their sources.
+observability-assets: bootstrap
+	$(UV) run --frozen python dashboards/generate.py
+	$(UV) run --frozen python alerts/generate.py
+
 run: bootstrap
 	$(UV) run --frozen secure-agent serve
 
@@ -46,7 +61,7 @@ doctor: bootstrap
 manifest: bootstrap
 	$(UV) run --frozen secure-agent manifest -o mcp_config.json
 
-test: bootstrap node-tools
+test: bootstrap node-tools system-deps
 	rm -f .coverage .coverage.*
 	$(UV) run --frozen pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
 

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import logging
 import os
 import signal
 import socket
@@ -36,6 +35,7 @@ from starlette.applications import Starlette
 
 from agent_runner import __version__
 from agent_runner.api import create_app
+from agent_runner.observability import LOG_FORMAT_ENV, LOG_LEVEL_ENV, register_secret, setup_runner
 from agent_runner.workspace.paths import RESOLVERS
 
 TOKEN_ENV = "AGENT_RUNNER_TOKEN"  # noqa: S105 - a variable name, not a secret
@@ -76,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="path resolver; 'auto' uses openat2 when the kernel has it",
     )
     serve.add_argument(
-        "--log-level", default="warning", choices=("debug", "info", "warning", "error"), help="log level"
+        "--log-level",
+        default=os.environ.get(LOG_LEVEL_ENV, "warning").lower(),
+        choices=("debug", "info", "warning", "error"),
+        help=f"log level (default: ${LOG_LEVEL_ENV} or warning); lines are JSON unless {LOG_FORMAT_ENV}=text",
     )
     return parser
 
@@ -88,15 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--host needs --port")
     if args.port is not None and args.host is None:
         parser.error("--port needs --host (or use --uds)")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_runner(args.log_level)
     try:
         if args.exit_with_parent:
             exit_with_parent()
         token = read_token(args.token_stdin, args.token_file)
+        register_secret(token)
         app = build_app(args.workspace, token, args.workspace_id, args.resolver)
         listener = bind_unix(args.uds) if args.uds else bind_tcp(args.host, args.port)
     except StartupError as exc:
@@ -225,6 +225,8 @@ def serve(app: Starlette, listener: socket.socket, *, log_level: str = "warning"
     config = uvicorn.Config(
         app,
         log_level=log_level,
+        # Logging is set up by setup_runner (JSON, redacted); uvicorn must not install its own.
+        log_config=None,
         access_log=False,
         lifespan="on",
         server_header=False,

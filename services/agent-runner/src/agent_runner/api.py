@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent_runner import __version__
 from agent_runner.errors import OperationError, status_for
+from agent_runner.observability.asgi import RunnerTelemetry
 from agent_runner.protocol import (
     MAX_WRITE_BYTES,
     OPERATIONS,
@@ -253,4 +254,6 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.workspace = workspace
     app.add_middleware(BearerAuth, token=token)
+    # Outermost: every call, refused ones included, gets a span and a log line joined to the caller's.
+    app.add_middleware(RunnerTelemetry)
     return app

@@ -16,9 +16,14 @@ from typing import Any
 
 import anyio
 import httpx
+from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel, ValidationError
 
+from agent_runner.observability import context as log_context
+from agent_runner.observability.tracing import inject, tracer
 from agent_runner.protocol import OPERATIONS, ErrorCode, ErrorResponse, HealthResult
+
+_tracer = tracer("agent_runner.client")
 
 
 class RunnerError(Exception):
@@ -99,14 +104,24 @@ class RunnerClient:
             request = request_model.model_validate(request)
         elif not isinstance(request, request_model):
             raise TypeError(f"{op} takes a {request_model.__name__}, got {type(request).__name__}")
-        response = await self._send(
-            "POST",
-            f"/v1/{op}",
-            content=request.model_dump_json(),
-            headers={"Content-Type": "application/json"},
-            request_timeout=request_timeout,
-        )
-        return self._result(response, result_model)
+        # A CLIENT span per operation; its traceparent (and the log context) travel in the headers.
+        with _tracer.start_as_current_span(
+            f"runner {op}",
+            kind=SpanKind.CLIENT,
+            attributes={"rpc.system": "secure-agent-runner", "rpc.method": op},
+        ) as span:
+            headers = {"Content-Type": "application/json", **log_context.outgoing_headers()}
+            response = await self._send(
+                "POST",
+                f"/v1/{op}",
+                content=request.model_dump_json(),
+                headers=inject(headers),
+                request_timeout=request_timeout,
+            )
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                span.set_status(StatusCode.ERROR)
+            return self._result(response, result_model)
 
     async def wait_ready(self, timeout: float = 10.0, interval: float = 0.05) -> HealthResult:  # noqa: ASYNC109
         """Poll health until the runner answers; RunnerUnavailable after `timeout` seconds.

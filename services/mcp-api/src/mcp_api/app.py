@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -19,6 +21,10 @@ from .http.service import router as service_router
 from .mcp.request_checks import FrontDoor
 from .mcp.server import build_mcp_server
 from .mcp.transport import McpTransport
+from .observability.http import ObservabilityMiddleware
+from .observability.instrument import InstrumentedRunners, instrument_store, probe_forever
+from .observability.logging import apply_secrets, setup_logging
+from .observability.tracing import setup_tracing
 from .plugins import PluginContext, load_plugins
 from .settings import Settings
 
@@ -29,7 +35,12 @@ def create_app(
     settings: Settings | None = None, *, services: Services | None = None, announce: bool = False
 ) -> FastAPI:
     settings = settings or Settings()
+    apply_secrets(settings)
+    setup_tracing(settings)
     services = services or build_services(settings)
+    instrument_store(services.store)
+    if not isinstance(services.runners, InstrumentedRunners):
+        services.runners = InstrumentedRunners(services.runners, capacity=settings.runner.max_runners)
     mcp = build_mcp_server(services)
     transport = McpTransport(mcp, settings)
     auth = BearerAuthMiddleware(transport, services.keys)
@@ -38,15 +49,23 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Here, not earlier: uvicorn and gunicorn configure their loggers after the app is built.
+        setup_logging(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await services.store.create_schema()
         dev = await ensure_dev_key(settings, services.keys)
         if announce:
             print(banner(settings, dev), file=sys.stdout, flush=True)
+        probe = asyncio.get_running_loop().create_task(
+            probe_forever(services, settings.metrics.probe_interval_s), name="secure-agent-readiness-probe"
+        )
         async with transport.running():
             try:
                 yield
             finally:
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
                 await services.aclose()
 
     app = FastAPI(
@@ -64,4 +83,6 @@ def create_app(
     # A Route with an ASGI endpoint passes the raw scope through, so SSE streams are not buffered.
     front = FrontDoor(auth, settings.allowed_hosts, settings.allowed_origins)
     app.router.routes.append(Route("/mcp", endpoint=front, methods=["GET", "POST", "DELETE"]))
+    # Outermost: request id, HTTP span and access line around everything, 401s and 421s included.
+    app.add_middleware(ObservabilityMiddleware, access_log=settings.logging.access_log)
     return app

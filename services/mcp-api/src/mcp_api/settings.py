@@ -24,6 +24,63 @@ class RunnerSettings(BaseModel):
     max_runners: int = Field(64, ge=1, description="Runner processes alive at once, all tenants together.")
 
 
+class LoggingSettings(BaseModel):
+    format: Literal["json", "text"] = Field(
+        "json", description="Log line format: one JSON object per line (default), or text for a terminal."
+    )
+    file: Path | None = Field(
+        None, description="Also write logs to this file (plain hosts); containers log to stdout only."
+    )
+    file_max_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=0,
+        description="Rotate the log file at this size, keeping file_backups old files; 0 leaves rotation "
+        "to an external logrotate (use 0 with several gunicorn workers).",
+    )
+    file_backups: int = Field(5, ge=0, description="Rotated log files to keep.")
+    tenant_hash_key: SecretStr | None = Field(
+        None,
+        description="HMAC key for the tenant hashes in logs and traces; set a random secret in production "
+        "so hashes cannot be reversed by guessing tenant names. Same value on every replica.",
+    )
+    access_log: bool = Field(
+        True, description="One line per HTTP request (probes and /metrics at DEBUG)."
+    )
+
+
+class TracingSettings(BaseModel):
+    enabled: bool = Field(
+        True,
+        description="Make trace and span ids (for log lines and runner propagation). Spans are exported "
+        "only when an OTLP endpoint is set.",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP collector base URL (e.g. http://otel-collector:4318) or full /v1/traces URL. "
+        "Unset: the standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, else no export.",
+    )
+    otlp_headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Headers for the collector (e.g. an auth token); never logged."
+    )
+    sample_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, description="Fraction of new traces sampled; a caller's sampling decision wins."
+    )
+    propagate_to_runner: bool = Field(
+        True, description="Give local runners the collector endpoint so their spans join the same traces."
+    )
+
+
+class MetricsSettings(BaseModel):
+    probe_interval_s: float = Field(
+        15.0, gt=0, description="How often readiness (store, runner backend) is re-checked for the metrics."
+    )
+    tls_cert_files: list[Path] = Field(
+        default_factory=list,
+        description="PEM certificates in use (e.g. the mounted ingress TLS secret): their expiry is exported "
+        "as secure_agent_tls_certificate_expiry_timestamp_seconds for the certificate-expiry alert.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SECURE_AGENT_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -61,12 +118,17 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         4 * 1024 * 1024 * 2, ge=1024, description="Largest accepted MCP POST body."
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of mcp-api and of the local runners it starts."
+    )
     plugins: list[str] = Field(
         default_factory=list,
         description="Extra modules (file paths or module names) with register(ctx). Empty in production.",
     )
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @field_validator("data_dir")
     @classmethod

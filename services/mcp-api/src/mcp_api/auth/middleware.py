@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import logging
 
+from agent_runner.observability import context as log_context
+from agent_runner.observability.logs import event
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..observability.metrics import AUTH_FAILURES
-from .api_keys import ApiKeyService
+from .api_keys import KEY_RE, ApiKeyService
 from .principal import Principal, current_principal
 
 log = logging.getLogger(__name__)
@@ -48,10 +50,13 @@ class BearerAuthMiddleware:
                 return
             principal = await self.keys.verify(token.strip())
             if principal is None:
+                # The key id names the key without revealing it: it helps find a revoked key's owner.
+                match = KEY_RE.match(token.strip())
                 await self._reject(
                     send,
                     "invalid",
                     "API key is invalid or revoked; create one with 'secure-agent keys create'.",
+                    key_id=match.group(1) if match else None,
                 )
                 return
         # The SDK binds multi-round-trip request state to the authenticated client, so tell it too.
@@ -60,6 +65,8 @@ class BearerAuthMiddleware:
                 token="", client_id=f"{principal.tenant}/{principal.key_id}", scopes=sorted(principal.scopes)
             )
         )
+        # Log lines and spans of this request name the tenant by its hash only.
+        log_context.annotate(tenant=log_context.hash_tenant(principal.tenant))
         principal_token = current_principal.set(principal)
         user_token = auth_context_var.set(user)
         try:
@@ -68,8 +75,9 @@ class BearerAuthMiddleware:
             auth_context_var.reset(user_token)
             current_principal.reset(principal_token)
 
-    async def _reject(self, send: Send, reason: str, message: str) -> None:
+    async def _reject(self, send: Send, reason: str, message: str, key_id: str | None = None) -> None:
         AUTH_FAILURES.labels(reason=reason).inc()
+        event(log, logging.WARNING, "authentication failed", reason=reason, key_id=key_id, outcome="denied")
         error = "invalid_request" if reason in ("missing", "malformed") else "invalid_token"
         body = json.dumps(
             {"jsonrpc": "2.0", "id": None, "error": {"code": UNAUTHORIZED_CODE, "message": message}}

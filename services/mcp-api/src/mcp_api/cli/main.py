@@ -28,15 +28,21 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from ..app import create_app
+    from ..observability.logging import setup_logging
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
     app = create_app(settings, announce=True)
+    # JSON logging from the first line: uvicorn must not install its own text formatters, and its
+    # access log is replaced by the app's request line (which knows the tenant and MCP method).
+    setup_logging(settings)
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,
+        access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
     )

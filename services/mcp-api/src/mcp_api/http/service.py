@@ -11,8 +11,8 @@ from .. import __version__
 from ..auth.principal import Principal
 from ..auth.scopes import Scope
 from ..deps import Services, get_services
+from ..observability.instrument import check_dependencies, observability_status
 from ..settings import redacted
-from ..store.store import StoreUnavailable
 from .protocol_info import LEGACY_REVISIONS, MODERN_REVISIONS
 
 router = APIRouter()
@@ -26,15 +26,9 @@ async def health() -> dict:
 
 @router.get("/ready", tags=["service"])
 async def ready(services: Services = Depends(get_services)) -> JSONResponse:
-    """Readiness: the store and the runner backend are reachable."""
-    checks: dict[str, dict] = {}
-    try:
-        await services.store.ping()
-        checks["store"] = {"ok": True}
-    except StoreUnavailable as exc:
-        checks["store"] = {"ok": False, "error": str(exc)}
-    status = await services.runners.status()
-    checks["runners"] = {"ok": status.healthy, "backend": status.backend}
+    """Readiness: the store and the runner backend are reachable. Fails closed; also updates the
+    secure_agent_ready / secure_agent_dependency_up gauges."""
+    checks = await check_dependencies(services)
     ok = all(c["ok"] for c in checks.values())
     return JSONResponse(
         {"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503
@@ -68,5 +62,7 @@ async def diagnostics(
         "transport": {"path": "/mcp", "stateless": True, "responses": ["application/json", "text/event-stream"]},
         "runner_backend": {"name": status.backend, "healthy": status.healthy, "runners": status.runners,
                            **status.detail},
+        "dependencies": await check_dependencies(services),
+        "observability": observability_status(services.settings),
         "settings": redacted(services.settings),
     }  # fmt: skip

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+from agent_runner.observability import context as log_context
+from agent_runner.observability.logs import event
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.types import Resource
+from mcp.shared.exceptions import MCPError
+from mcp.types import INTERNAL_ERROR, Resource
+from opentelemetry import trace
+from pydantic import ValidationError
 
 from .. import __version__
 from ..deps import Services
+from ..observability.http import link_request_span
 from ..observability.metrics import MCP_REQUEST_SECONDS, MCP_REQUESTS, era_of
 from . import prompts, resources
 from .tools import files
 
+log = logging.getLogger(__name__)
 SERVER_NAME = "secure-agent"
 INSTRUCTIONS = (
     "secure-agent gives you a private, sandboxed workspace. Paths are relative to the workspace root; "
@@ -36,20 +44,50 @@ class SecureAgentMCP(MCPServer):
 
 
 async def _metrics_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Metrics, the log context and one log line per MCP message. Runs inside the SDK's
+    OpenTelemetryMiddleware, so the current span is the MCP method's span."""
     started = time.perf_counter()
     outcome = "error"
-    try:
-        result = await call_next(ctx)
-        is_tool_error = getattr(result, "is_error", None) or (
-            isinstance(result, dict) and result.get("isError")
-        )
-        outcome = "tool_error" if is_tool_error else "ok"
-        return result
-    finally:
-        # Unknown methods would otherwise let a client mint unbounded label values.
-        method = ctx.method if ctx.method in _KNOWN_METHODS else "other"
-        MCP_REQUESTS.labels(method=method, era=era_of(ctx.protocol_version), outcome=outcome).inc()
-        MCP_REQUEST_SECONDS.labels(method=method).observe(time.perf_counter() - started)
+    # Unknown methods would otherwise let a client mint unbounded label values.
+    method = ctx.method if ctx.method in _KNOWN_METHODS else "other"
+    name = ctx.params.get("name") if ctx.params else None
+    tool = name if method == "tools/call" and isinstance(name, str) and len(name) <= 128 else None
+    era = era_of(ctx.protocol_version)
+    span = trace.get_current_span()
+    link_request_span(span.get_span_context())
+    log_context.annotate(mcp_method=method, tool=tool)
+    with log_context.bind(mcp_method=method, tool=tool):
+        try:
+            result = await call_next(ctx)
+            is_tool_error = getattr(result, "is_error", None) or (
+                isinstance(result, dict) and result.get("isError")
+            )
+            outcome = "tool_error" if is_tool_error else "ok"
+            return result
+        except MCPError as exc:
+            # A JSON-RPC error the client caused (bad params, unknown method) is not a server fault.
+            outcome = "error" if exc.error.code == INTERNAL_ERROR else "client_error"
+            raise
+        except ValidationError:
+            outcome = "client_error"
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            MCP_REQUESTS.labels(method=method, era=era, outcome=outcome).inc()
+            MCP_REQUEST_SECONDS.labels(method=method).observe(elapsed)
+            span.set_attributes({"secure_agent.outcome": outcome, "secure_agent.era": era})
+            current = log_context.current()
+            if current is not None and current.tenant:
+                span.set_attribute("secure_agent.tenant", current.tenant)
+            event(
+                log,
+                logging.WARNING if outcome == "error" else logging.INFO,
+                "mcp request",
+                era=era,
+                protocol_version=ctx.protocol_version,
+                duration_ms=round(elapsed * 1000, 3),
+                outcome=outcome,
+            )
 
 
 _KNOWN_METHODS = frozenset(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from agent_runner.client import RunnerClient, RunnerUnavailable
 
+from ..observability.tracing import runner_env as runner_observability_env
 from ..settings import RunnerSettings
 from .base import BackendStatus, RunnerStartError, validate_workspace
 
@@ -201,7 +202,8 @@ def _runner_env() -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
     # Test runs measure runners too; these variables only exist under coverage.
     keep += ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
-    return {k: v for k, v in os.environ.items() if k in keep}
+    # Log format and level, and where spans go, so the runner's lines and spans join mcp-api's.
+    return {**{k: v for k, v in os.environ.items() if k in keep}, **runner_observability_env()}
 
 
 async def _terminate(process: asyncio.subprocess.Process, grace: float = 3.0) -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from agent_runner.client import RunnerError, RunnerUnavailable
+from agent_runner.observability.logs import event
 from agent_runner.protocol import ErrorCode
 from mcp.server.mcpserver.exceptions import ToolError
+from opentelemetry.trace import Status, StatusCode
 from pydantic import BaseModel
 
 from ...auth.principal import Principal, current_principal
 from ...deps import Services
 from ...observability.metrics import TOOL_CALLS, TOOL_SECONDS
+from ...observability.tracing import tool_span
 from ...runners.base import DEFAULT_WORKSPACE, RunnerStartError, WorkspaceNameError
+
+log = logging.getLogger(__name__)
 
 
 def require(scope: str, action: str) -> Principal:
@@ -34,26 +40,51 @@ async def run_op(
     """Run one runner operation on behalf of the current caller, turning every failure into a ToolError."""
     started = time.perf_counter()
     outcome = "error"
-    try:
-        principal = require(scope, tool)
+    error_code: str | None = None
+    with tool_span(tool, **{"rpc.method": op}) as span:
         try:
-            client = await services.runners.client_for(principal.tenant, workspace or DEFAULT_WORKSPACE)
-        except WorkspaceNameError as exc:
-            raise ToolError(str(exc)) from exc
-        except RunnerStartError as exc:
-            raise ToolError(f"workspace is temporarily unavailable, retry shortly ({exc})") from exc
-        try:
-            result = await client.call(op, request)
-        except RunnerUnavailable as exc:
-            raise ToolError(f"workspace runner is unavailable, retry shortly: {exc.message}") from exc
-        except RunnerError as exc:
-            outcome = "denied" if exc.code in _DENIALS else "rejected"
-            raise ToolError(f"{tool} failed [{exc.code.value}]: {exc.message}") from exc
-        outcome = "ok"
-        return result
-    finally:
-        TOOL_CALLS.labels(tool=tool, outcome=outcome).inc()
-        TOOL_SECONDS.labels(tool=tool).observe(time.perf_counter() - started)
+            try:
+                principal = require(scope, tool)
+            except ToolError:
+                outcome, error_code = "denied", "missing_scope"
+                raise
+            try:
+                client = await services.runners.client_for(principal.tenant, workspace or DEFAULT_WORKSPACE)
+            except WorkspaceNameError as exc:
+                outcome, error_code = "rejected", "invalid_workspace"
+                raise ToolError(str(exc)) from exc
+            except RunnerStartError as exc:
+                error_code = "runner_start_failed"
+                raise ToolError(f"workspace is temporarily unavailable, retry shortly ({exc})") from exc
+            try:
+                result = await client.call(op, request)
+            except RunnerUnavailable as exc:
+                error_code = "runner_unavailable"
+                raise ToolError(f"workspace runner is unavailable, retry shortly: {exc.message}") from exc
+            except RunnerError as exc:
+                outcome = "denied" if exc.code in _DENIALS else "rejected"
+                error_code = exc.code.value
+                raise ToolError(f"{tool} failed [{exc.code.value}]: {exc.message}") from exc
+            outcome = "ok"
+            return result
+        finally:
+            elapsed = time.perf_counter() - started
+            TOOL_CALLS.labels(tool=tool, outcome=outcome).inc()
+            TOOL_SECONDS.labels(tool=tool).observe(elapsed)
+            span.set_attribute("secure_agent.outcome", outcome)
+            if error_code:
+                span.set_attribute("error.type", error_code)
+            if outcome == "error":
+                span.set_status(Status(StatusCode.ERROR, error_code or "error"))
+            event(
+                log,
+                logging.WARNING if outcome == "error" else logging.INFO,
+                "tool call",
+                op=op,
+                error_code=error_code,
+                duration_ms=round(elapsed * 1000, 3),
+                outcome=outcome,
+            )
 
 
 _DENIALS = {

@@ -1,0 +1,244 @@
+"""JSON log lines (python-json-logger) shared by mcp-api and agent-runner, redaction included.
+
+Every line is one JSON object with, in this order:
+
+    timestamp level logger message service request_id trace_id span_id tenant mcp_method tool
+    duration_ms outcome
+
+(null when not known) followed by any extra fields of the call and `exc_info` for exceptions.
+`tenant` is a hash (context.hash_tenant), never the name. Secrets are removed by
+`RedactingFilter` before any handler formats the record and once more over the final fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from opentelemetry import trace
+from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
+
+from . import context
+from .redaction import redact_fields, redact_text, redact_value
+
+LogFormat = Literal["json", "text"]
+FIELDS = (
+    "timestamp", "level", "logger", "message", "service", "request_id", "trace_id", "span_id",
+    "tenant", "mcp_method", "tool", "duration_ms", "outcome",
+)  # fmt: skip
+_CONTEXT_FIELDS = ("request_id", "tenant", "mcp_method", "tool")
+# LogRecord attributes that are not user fields.
+_RECORD_ATTRS = frozenset(
+    vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))
+) | {"message", "asctime", "taskName", "service", "trace_id", "span_id", *_CONTEXT_FIELDS}
+_MARK = "_secure_agent_handler"
+
+
+def trace_ids() -> tuple[str | None, str | None]:
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None, None
+    return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+
+
+class ContextFilter(logging.Filter):
+    """Stamp each record with the request's log context and the current trace and span ids.
+
+    Values passed explicitly (`extra={"trace_id": ...}`) win over the ambient ones.
+    """
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        ctx = context.current()
+        for name in _CONTEXT_FIELDS:
+            if getattr(record, name, None) is None:
+                setattr(record, name, getattr(ctx, name) if ctx else None)
+        if getattr(record, "trace_id", None) is None:
+            record.trace_id, record.span_id = trace_ids()
+        return True
+
+
+class RedactingFilter(logging.Filter):
+    """Render the message and remove secrets from it, its extra fields and its exception text.
+
+    Runs on the handler, so it sees records of every logger (ours, uvicorn's, the SDK's, httpx's).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_redacted", False):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the line  # noqa: BLE001
+            message = f"{record.msg!r} % {record.args!r}"
+        record.msg = redact_text(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        record.exc_info = None
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                setattr(record, key, redact_value(value, key))
+        record._redacted = True
+        return True
+
+
+class JsonFormatter(_BaseJsonFormatter):
+    def __init__(self, service: str = "secure-agent") -> None:
+        super().__init__(reserved_attrs=list(_RECORD_ATTRS | {"_redacted"}))
+        self.service = service
+
+    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
+        log_data["timestamp"] = (
+            datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
+        log_data["level"] = record.levelname
+        log_data["logger"] = record.name
+        log_data["message"] = record.getMessage()
+        log_data["service"] = getattr(record, "service", None) or self.service
+        for name in FIELDS[5:]:
+            log_data[name] = getattr(record, name, None)
+        for key, value in vars(record).items():
+            if key not in self._skip_fields and not key.startswith("_") and key not in log_data:
+                log_data[key] = value
+        for key, value in message_dict.items():
+            log_data.setdefault(key, value)
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        # Belt and braces: whatever reached the formatter is scanned once more.
+        return redact_fields(log_data, skip=("timestamp", "level", "logger", "service", "trace_id", "span_id"))
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s trace=%(trace_id)s] %(message)s"
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
+class StdStreamHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout / sys.stderr is at the time of the write (test harnesses and
+    daemonizers swap them), never to a stream object that was closed since."""
+
+    def __init__(self, name: str = "stdout") -> None:
+        self._std_name = name
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return getattr(sys, self._std_name)
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:  # StreamHandler.__init__ assigns it; ignored
+        pass
+
+
+def make_handler(
+    service: str,
+    fmt: LogFormat = "json",
+    *,
+    stream: IO[str] | None = None,
+    file: str | os.PathLike[str] | None = None,
+    max_bytes: int = 50 * 1024 * 1024,
+    backups: int = 5,
+) -> logging.Handler:
+    """A handler with the context and redaction filters and the chosen format.
+
+    `file` with `max_bytes > 0` rotates by size (one process); `max_bytes == 0` reopens the file
+    when an external logrotate moves it (safe with several gunicorn workers).
+    """
+    handler: logging.Handler
+    if file is not None:
+        Path(file).parent.mkdir(parents=True, exist_ok=True)
+        if max_bytes > 0:
+            handler = logging.handlers.RotatingFileHandler(
+                file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+            )
+        else:
+            handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+    elif stream is None or stream is sys.stdout or stream is sys.stderr:
+        handler = StdStreamHandler("stderr" if stream is sys.stderr else "stdout")
+    else:
+        handler = logging.StreamHandler(stream)
+    handler.addFilter(ContextFilter(service))
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter())
+    setattr(handler, _MARK, True)
+    return handler
+
+
+def json_handler(service: str = "mcp-api", stream: str = "stdout") -> logging.Handler:
+    """Factory for logging.config dicts (gunicorn's logconfig_dict): `{"()": "...json_handler"}`."""
+    return make_handler(service, "json", stream=sys.stderr if stream == "stderr" else None)
+
+
+# Loggers of servers we embed: their own handlers are dropped and they propagate to the root.
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "gunicorn.error")
+
+
+def configure_logging(
+    service: str,
+    level: str | int = "INFO",
+    fmt: LogFormat = "json",
+    *,
+    stream: IO[str] | None = None,
+    file: str | os.PathLike[str] | None = None,
+    max_bytes: int = 50 * 1024 * 1024,
+    backups: int = 5,
+    access_log: bool = False,
+) -> logging.Handler:
+    """Route every logger of the process through one redacting handler on the root. Idempotent:
+    handlers installed by an earlier call are replaced, foreign ones (pytest's) are kept."""
+    root = logging.getLogger()
+    # Ours from an earlier call, and plain ones a library's basicConfig added (the mcp SDK's
+    # MCPServer adds a "%(message)s" handler to a bare root); test harnesses' handlers stay.
+    for old in [h for h in root.handlers if getattr(h, _MARK, False) or _is_default_handler(h)]:
+        root.removeHandler(old)
+        if getattr(old, _MARK, False):
+            old.close()
+    handler = make_handler(service, fmt, stream=stream, file=file, max_bytes=max_bytes, backups=backups)
+    root.addHandler(handler)
+    root.setLevel(level if isinstance(level, int) else level.upper())
+    for name in SERVER_LOGGERS:
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = True
+        server_logger.setLevel(logging.NOTSET)
+    # Our own access line replaces uvicorn's (it carries the request id, tenant hash and trace id).
+    logging.getLogger("uvicorn.access").disabled = not access_log
+    # Connection-level chatter stays out of DEBUG logs unless asked for by name.
+    for noisy in ("httpcore", "hpack", "multipart", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    # Lines per request that repeat what the access and "mcp request" lines say: DEBUG only.
+    for chatty in CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
+    return handler
+
+
+CHATTY_LOGGERS = ("httpx", "mcp.server.streamable_http", "mcp.server.streamable_http_manager")
+
+
+def _is_default_handler(handler: logging.Handler) -> bool:
+    return type(handler) is logging.StreamHandler or type(handler).__name__ == "RichHandler"
+
+
+def event(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
+    """Log `message` with structured fields (redacted like everything else)."""
+    if logger.isEnabledFor(level):
+        logger.log(level, message, extra={k: redact_value(v, k) for k, v in fields.items()}, stacklevel=2)

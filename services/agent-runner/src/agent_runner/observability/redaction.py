@@ -1,0 +1,165 @@
+"""Redaction: secrets never reach a log line, whoever logs them and however they are nested.
+
+Two layers, both applied by every handler that `configure_logging` installs:
+
+* `redact_text` rewrites known secret shapes inside any string: Authorization headers, bearer
+  tokens, secure-agent API keys (`sa_<key id>_<secret>`, the key id is kept), provider keys
+  (`sk-…`, `sk-ant-…`, Google, GitHub, Slack, AWS), JWTs, PEM private keys, passwords in URLs and
+  `password=…` / `"api_key": "…"` pairs, and any exact value registered with `register_secret`
+  (the dev API key, the runner token, collector credentials).
+* `redact_value` walks structured log fields: values under secret-sounding keys are replaced
+  whole, and tool `arguments` are reduced to their names and sizes, because an argument (a file's
+  content, a command line) can hold a secret of no recognisable shape.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+# Field names whose values are secrets whatever they look like (`input_tokens` is not: the secret
+# word must end the name).
+SECRET_KEY_RE = re.compile(
+    r"(?i)(?:^|[_.-])?(?:password|passwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key"
+    r"|private[_-]?key|client[_-]?secret|authorization|cookie|set-cookie|credentials?|signature)$"
+)
+# Fields that carry tool or command input: logged as a summary, never by value.
+ARGUMENT_FIELDS = frozenset({"arguments", "args_json", "tool_arguments", "params", "request_body", "body"})
+
+_KEY_WORDS = (
+    r"password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key"
+    r"|client[_-]?secret|credentials?"
+)
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    # PEM private keys, whole block.
+    (
+        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
+        "[REDACTED:private-key]",
+    ),
+    # Authorization / Proxy-Authorization header values, in HTTP dumps, dict reprs and JSON.
+    (
+        re.compile(
+            r"(?i)((?:proxy-)?authorization\\?[\"']?\s*[:=]\s*\\?[\"']?)"
+            r"(?:(?:bearer|basic|token|digest)\s+)?[^\s\"'\\,;}\]]+"
+        ),
+        r"\1" + REDACTED,
+    ),
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{4,}"), r"\1 " + REDACTED),
+    # secure-agent API keys: keep the key id (it names the key, it is not the secret).
+    (re.compile(r"(?<![A-Za-z0-9])(sa_[A-Za-z0-9]{12}_)[A-Za-z0-9_-]+"), r"\1" + REDACTED),
+    # Model-provider and common vendor keys.
+    (re.compile(r"(?<![A-Za-z0-9])sk-ant-[A-Za-z0-9_-]{8,}"), "sk-ant-" + REDACTED),
+    (re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{16,}"), "sk-" + REDACTED),
+    (re.compile(r"(?<![A-Za-z0-9])AIza[0-9A-Za-z_-]{30,}"), REDACTED),
+    (re.compile(r"(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"), REDACTED),
+    (re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}"), REDACTED),
+    (re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Z])"), REDACTED),
+    (re.compile(r"(?<![A-Za-z0-9])glpat-[A-Za-z0-9_-]{16,}"), REDACTED),
+    # JWTs (header.payload.signature, base64url, header and payload are JSON objects: "eyJ").
+    (re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # user:password@ in URLs.
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@"), r"\1" + REDACTED + "@"),
+    # password=..., "api_key": "...", token: '...' (quoted values may hold spaces).
+    (
+        re.compile(
+            rf"(?i)((?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:{_KEY_WORDS})\\?[\"']?\s*[:=]\s*)(\\?[\"'])(.*?)(\2)"
+        ),
+        r"\1\2" + REDACTED + r"\4",
+    ),
+    (
+        re.compile(
+            rf"(?i)((?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:{_KEY_WORDS})\s*[:=]\s*)(?![\"'\\\[{{]|{re.escape(REDACTED)})"
+            r"[^\s\"'\\,;&}\]]+"
+        ),
+        r"\1" + REDACTED,
+    ),
+]
+
+_registered: set[str] = set()
+_registered_re: re.Pattern[str] | None = None
+_lock = threading.Lock()
+# Registered values shorter than this would redact ordinary words.
+MIN_REGISTERED_LENGTH = 8
+
+
+def register_secret(*values: str | None) -> None:
+    """Redact these exact strings wherever they appear (the dev key, a runner token, …)."""
+    global _registered_re
+    with _lock:
+        for value in values:
+            if value and len(value) >= MIN_REGISTERED_LENGTH:
+                _registered.add(value)
+        if _registered:
+            alternatives = sorted(_registered, key=len, reverse=True)
+            _registered_re = re.compile("|".join(re.escape(v) for v in alternatives))
+
+
+def forget_secrets() -> None:
+    """Drop every registered value (tests)."""
+    global _registered_re
+    with _lock:
+        _registered.clear()
+        _registered_re = None
+
+
+def redact_text(text: str) -> str:
+    if not text:
+        return text
+    registered = _registered_re
+    if registered is not None:
+        text = registered.sub(REDACTED, text)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class ArgumentSummary(dict):
+    """Names and sizes of arguments (a summary is not summarized again)."""
+
+
+def summarize_arguments(arguments: Any) -> Any:
+    """What a log may say about tool arguments: their names and sizes, never their values."""
+    if isinstance(arguments, ArgumentSummary):
+        return arguments
+    if isinstance(arguments, Mapping):
+        return ArgumentSummary({str(k): _shape(v) for k, v in arguments.items()})
+    return ArgumentSummary({"value": _shape(arguments)})
+
+
+def _shape(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return type(value).__name__
+    if isinstance(value, str | bytes):
+        return f"{type(value).__name__}[{len(value)}]"
+    if isinstance(value, Mapping | list | tuple):
+        return f"{type(value).__name__}[{len(value)}]"
+    return type(value).__name__
+
+
+def redact_value(value: Any, key: str | None = None, _depth: int = 0) -> Any:
+    """A copy of a structured log value with secrets removed (dicts, lists and strings are walked)."""
+    if key is not None:
+        if key in ARGUMENT_FIELDS:
+            return summarize_arguments(value)
+        if SECRET_KEY_RE.search(key) and value not in (None, "") and not isinstance(value, bool | int | float):
+            return REDACTED
+    if _depth > 8:
+        return REDACTED if isinstance(value, Mapping | list | tuple) else value
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, bytes):
+        return redact_text(value.decode("utf-8", "replace"))
+    if isinstance(value, Mapping):
+        return {str(k): redact_value(v, str(k), _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(v, None, _depth + 1) for v in value]
+    return value
+
+
+def redact_fields(fields: Mapping[str, Any], skip: Iterable[str] = ()) -> dict[str, Any]:
+    skipped = set(skip)
+    return {k: (v if k in skipped else redact_value(v, k)) for k, v in fields.items()}

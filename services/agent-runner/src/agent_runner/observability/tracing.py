@@ -1,0 +1,102 @@
+"""OpenTelemetry set-up shared by mcp-api and agent-runner.
+
+Span ids are always made (an SDK TracerProvider is installed) so that log lines carry trace and
+span ids and W3C `traceparent` reaches the runner; spans are *exported* only when an OTLP endpoint
+is configured: explicitly, or with the standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+`OTEL_EXPORTER_OTLP_ENDPOINT` variables. `OTEL_SDK_DISABLED=true` turns everything off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, MutableMapping
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+
+log = logging.getLogger(__name__)
+_exporting: set[str] = set()
+
+
+def otlp_traces_endpoint(endpoint: str | None = None) -> str | None:
+    """The OTLP/HTTP traces URL: `endpoint` (a base URL or a full /v1/traces URL) or the OTEL_ env."""
+    if endpoint:
+        endpoint = endpoint.rstrip("/")
+        return endpoint if endpoint.endswith("/v1/traces") else f"{endpoint}/v1/traces"
+    explicit = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if explicit:
+        return explicit
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return f"{base.rstrip('/')}/v1/traces" if base else None
+
+
+def tracing_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def setup_tracing(
+    service_name: str,
+    *,
+    enabled: bool = True,
+    otlp_endpoint: str | None = None,
+    otlp_headers: Mapping[str, str] | None = None,
+    sample_ratio: float = 1.0,
+    service_version: str | None = None,
+):
+    """Install (once per process) an SDK TracerProvider and, when configured, an OTLP exporter.
+
+    Returns the provider, or None when tracing is disabled. Calling it again adds an exporter for
+    a new endpoint but never replaces the provider (OpenTelemetry allows one per process).
+    """
+    if not enabled or tracing_disabled():
+        return None
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        attributes = {"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name}
+        if service_version:
+            attributes["service.version"] = service_version
+        provider = TracerProvider(
+            resource=Resource.create(attributes), sampler=ParentBased(TraceIdRatioBased(sample_ratio))
+        )
+        trace.set_tracer_provider(provider)
+    endpoint = otlp_traces_endpoint(otlp_endpoint)
+    if endpoint and endpoint not in _exporting:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, headers=dict(otlp_headers or {}) or None))
+        )
+        _exporting.add(endpoint)
+        log.info("exporting traces over OTLP/HTTP", extra={"otlp_endpoint": endpoint})
+    return provider
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def inject(headers: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Add W3C `traceparent` (and `tracestate`, baggage) of the current span to outgoing headers."""
+    propagate.inject(headers)
+    return headers
+
+
+def extract(headers: Mapping[str, str]) -> Context | None:
+    """The trace context an incoming request carries, or None (then spans start a new trace)."""
+    if "traceparent" not in headers:
+        return None
+    ctx = propagate.extract(headers)
+    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
+
+
+def ids_of(span: trace.Span) -> tuple[str, str] | None:
+    span_context = span.get_span_context()
+    if not span_context.is_valid:
+        return None
+    return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")

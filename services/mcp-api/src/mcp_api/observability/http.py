@@ -1,0 +1,126 @@
+"""The outermost layer of mcp-api: request id, HTTP SERVER span, log context and the access line.
+
+Pure ASGI, so SSE streams pass through unbuffered; the span and the access line end when the
+response (or the stream) does. A caller's `traceparent` header continues its trace; a
+`traceparent` in an MCP message's `params._meta` continues the client's trace for the MCP span
+(the SDK's OpenTelemetryMiddleware does that), and this request's span is then linked to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextvars import ContextVar
+
+from agent_runner.observability import context
+from agent_runner.observability.logs import event
+from agent_runner.observability.tracing import extract, tracer
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("mcp_api.access")
+_tracer = tracer("mcp_api.http")
+ROUTES = frozenset(
+    {"/mcp", "/health", "/ready", "/metrics", "/diagnostics", "/.well-known/oauth-protected-resource"}
+)
+QUIET_ROUTES = frozenset({"/health", "/ready", "/metrics"})
+_PROPAGATED = (b"traceparent", b"tracestate", b"baggage")
+
+
+class _RequestSpan:
+    __slots__ = ("span", "mcp_trace_id")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.mcp_trace_id: str | None = None
+
+
+_request_span: ContextVar[_RequestSpan | None] = ContextVar("secure_agent_request_span", default=None)
+
+
+def outcome_of(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status in (401, 403):
+        return "denied"
+    if status == 429:
+        return "rate_limited"
+    return "rejected" if status < 500 else "error"
+
+
+def link_request_span(span_context: SpanContext) -> None:
+    """Called for an MCP span that continues a client's trace: link this request's span to it, so the
+    two traces can be found from each other."""
+    request = _request_span.get()
+    if request is None or not span_context.is_valid:
+        return
+    if request.span.get_span_context().trace_id != span_context.trace_id:
+        request.span.add_link(span_context, {"secure_agent.link": "mcp_meta_traceparent"})
+        request.mcp_trace_id = format(span_context.trace_id, "032x")
+        request.span.set_attribute("secure_agent.mcp_trace_id", request.mcp_trace_id)
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        carrier: dict[str, str] = {}
+        incoming_id = None
+        for key, value in scope.get("headers", ()):
+            if key in _PROPAGATED:
+                carrier[key.decode("latin-1")] = value.decode("latin-1")
+            elif key == b"x-request-id":
+                incoming_id = value.decode("latin-1")
+        request_id = context.accept_request_id(incoming_id)
+        method = scope.get("method", "GET")
+        path = scope.get("path", "")
+        route = path if path in ROUTES else "other"
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        with (
+            context.bind(request_id=request_id) as log_ctx,
+            _tracer.start_as_current_span(
+                f"{method} {route}",
+                context=extract(carrier),
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": method, "http.route": route, "url.path": route},
+            ) as span,
+        ):
+            request = _RequestSpan(span)
+            token = _request_span.set(request)
+            try:
+                await self.app(scope, receive, send_wrapper)
+            finally:
+                _request_span.reset(token)
+                span.set_attribute("http.response.status_code", status)
+                if log_ctx.tenant:
+                    span.set_attribute("secure_agent.tenant", log_ctx.tenant)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                if self.access_log:
+                    event(
+                        log,
+                        logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
+                        "http request",
+                        http_method=method,
+                        path=route,
+                        status=status,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                        outcome=outcome_of(status),
+                        mcp_trace_id=request.mcp_trace_id,
+                    )

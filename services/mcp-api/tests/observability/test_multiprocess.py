@@ -1,0 +1,94 @@
+"""gunicorn with 2 uvicorn workers (services/mcp-api/gunicorn.conf.py): /metrics sums every worker's
+counters, whichever worker answers the scrape, and every log line is JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CONFIG = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
+KEY = "sa_multiproc001_" + "Mp4-kL9_qR2sT7vX1yZ6aB3c"
+REQUESTS = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_gunicorn_workers_metrics_are_summed(tmp_path: Path):
+    port = _free_port()
+    metrics_dir = tmp_path / "metrics"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SECURE_AGENT_")},
+        "SECURE_AGENT_PORT": str(port),
+        "SECURE_AGENT_DATA_DIR": str(tmp_path / "data"),
+        "SECURE_AGENT_DEV_API_KEY": KEY,
+        "SECURE_AGENT_WORKERS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    log_path = tmp_path / "gunicorn.log"
+    gunicorn = [sys.executable, "-c", "from gunicorn.app.wsgiapp import run; run()"]
+    proc = subprocess.Popen(
+        [*gunicorn, "-c", str(CONFIG)], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 40
+        booted: set[str] = set()
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()
+            booted = set(re.findall(r"Booting worker with pid: (\d+)", log_path.read_text()))
+            try:
+                if len(booted) == 2 and httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"gunicorn did not start:\n{log_path.read_text()}")
+        time.sleep(1.0)  # both workers past their lifespan startup
+        # New connections each time, so the kernel spreads them over both workers.
+        for _ in range(REQUESTS):
+            response = httpx.post(
+                f"{base}/mcp", json={}, headers={"authorization": "Bearer sa_nope00000000_" + "x" * 24,
+                                                 "content-type": "application/json"}, timeout=10,
+            )  # fmt: skip
+            assert response.status_code == 401
+        pids_with_samples = {p.name.split("_")[-1].split(".")[0] for p in metrics_dir.glob("counter_*.db")}
+        assert len(pids_with_samples & booted) == 2, (pids_with_samples, booted)
+        for _ in range(6):  # whichever worker answers, the total is the sum over both
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            match = re.search(r'^secure_agent_auth_failures_total\{reason="invalid"\} (\S+)$', text, re.M)
+            assert match and float(match.group(1)) == REQUESTS, text[:2000]
+            assert re.search(r'^http_requests_total\{handler="/mcp",method="POST",status="4xx"\} 60.0$', text, re.M)
+            # livesum gauges: each worker's capacity adds up
+            assert re.search(r'^secure_agent_runner_pool_capacity\{backend="local"\} 128.0$', text, re.M)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    text = log_path.read_text().splitlines()
+    # The first-start banner is printed (not logged) before the master listens; after it, only JSON.
+    start = next(i for i, line in enumerate(text) if "Listening at" in line)
+    records = [json.loads(line) for line in text[start:] if line.strip()]
+    loggers = {r["logger"] for r in records}
+    assert {"gunicorn.error", "uvicorn.error", "mcp_api.access", "mcp_api.auth.middleware"} <= loggers, loggers
+    assert {r["service"] for r in records} == {"mcp-api"}
