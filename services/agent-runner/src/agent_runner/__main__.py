@@ -20,22 +20,27 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
+from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from agent_runner import __version__
 from agent_runner.api import create_app
 from agent_runner.observability import LOG_FORMAT_ENV, LOG_LEVEL_ENV, register_secret, setup_runner
+from agent_runner.sandbox.policy import SandboxPolicy
 from agent_runner.workspace.paths import RESOLVERS
 
 TOKEN_ENV = "AGENT_RUNNER_TOKEN"  # noqa: S105 - a variable name, not a secret
@@ -76,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="path resolver; 'auto' uses openat2 when the kernel has it",
     )
     serve.add_argument(
+        "--sandbox",
+        default="{}",
+        metavar="JSON",
+        help="sandbox policy settings as a JSON object (fields of SandboxPolicy except workspace and tmp_dir)",
+    )
+    serve.add_argument(
+        "--tmp-dir",
+        help="commands' private temporary directory (default: a fresh one, removed at exit)",
+    )
+    serve.add_argument(
         "--log-level",
         default=os.environ.get(LOG_LEVEL_ENV, "warning").lower(),
         choices=("debug", "info", "warning", "error"),
@@ -97,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             exit_with_parent()
         token = read_token(args.token_stdin, args.token_file)
         register_secret(token)
-        app = build_app(args.workspace, token, args.workspace_id, args.resolver)
+        tmp_dir, own_tmp = command_tmp_dir(args.tmp_dir)
+        policy = build_policy(args.workspace, tmp_dir, args.sandbox)
+        app = build_app(args.workspace, token, args.workspace_id, args.resolver, policy)
         listener = bind_unix(args.uds) if args.uds else bind_tcp(args.host, args.port)
     except StartupError as exc:
         print(f"agent-runner: error: {exc}", file=sys.stderr)
@@ -106,14 +123,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve(app, listener.sock, log_level=args.log_level)
     finally:
         listener.close()
+        if own_tmp:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
     return 0
 
 
-def build_app(workspace: str, token: str, workspace_id: str, resolver: str) -> Starlette:
+def command_tmp_dir(given: str | None) -> tuple[str, bool]:
+    """The commands' TMPDIR and whether this runner made it (and so removes it at exit)."""
+    if given:
+        try:
+            os.makedirs(given, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create tmp dir {given!r}: {exc.strerror}") from None
+        return os.path.abspath(given), False
+    return tempfile.mkdtemp(prefix="agent-runner-tmp-"), True
+
+
+def build_policy(workspace: str, tmp_dir: str, sandbox_json: str) -> SandboxPolicy:
+    try:
+        overrides = json.loads(sandbox_json)
+    except ValueError as exc:
+        raise StartupError(f"--sandbox is not valid JSON: {exc}") from None
+    if not isinstance(overrides, dict):
+        raise StartupError("--sandbox must be a JSON object of policy settings")
+    for reserved in ("workspace", "tmp_dir"):
+        if reserved in overrides:
+            raise StartupError(f"--sandbox may not set {reserved}; it comes from --workspace / --tmp-dir")
+    try:
+        return SandboxPolicy(workspace=os.path.abspath(workspace), tmp_dir=tmp_dir, **overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in exc.errors())
+        raise StartupError(f"invalid sandbox policy: {problems}") from None
+
+
+def build_app(
+    workspace: str, token: str, workspace_id: str, resolver: str, sandbox: SandboxPolicy | None = None
+) -> Starlette:
     if not os.path.isdir(workspace):
         raise StartupError(f"workspace {workspace!r} is not an existing directory")
     try:
-        return create_app(os.path.abspath(workspace), token, workspace_id, resolver=resolver)
+        return create_app(os.path.abspath(workspace), token, workspace_id, resolver=resolver, sandbox=sandbox)
     except (OSError, RuntimeError) as exc:
         raise StartupError(f"cannot open workspace {workspace!r}: {exc}") from None
 

@@ -28,9 +28,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent_runner import __version__
+from agent_runner import commands as command_ops
 from agent_runner.errors import OperationError, status_for
 from agent_runner.observability.asgi import RunnerTelemetry
 from agent_runner.protocol import (
+    COMMAND_OPERATIONS,
     MAX_WRITE_BYTES,
     OPERATIONS,
     ErrorBody,
@@ -38,6 +40,7 @@ from agent_runner.protocol import (
     ErrorResponse,
     HealthResult,
 )
+from agent_runner.sandbox.policy import SandboxPolicy
 from agent_runner.workspace import files, search
 from agent_runner.workspace.paths import Workspace
 
@@ -195,10 +198,44 @@ def _operation_endpoint(op: str, handler: Handler) -> Callable[[Request], Any]:
     return endpoint
 
 
+def _command_endpoint(op: str) -> Callable[[Request], Any]:
+    request_model, result_model = COMMAND_OPERATIONS[op]
+    handler = command_ops.HANDLERS[op]
+
+    async def endpoint(request: Request) -> Response:
+        service: command_ops.CommandService | None = request.app.state.commands
+        try:
+            parsed = _parse(op, request_model, await _read_body(request))
+            if service is None:
+                raise OperationError(
+                    ErrorCode.SANDBOX_UNAVAILABLE, "this runner was started without a sandbox policy"
+                )
+            result = await handler(service, parsed)
+        except _RequestError as exc:
+            return error_response(exc.code, exc.message, status=exc.status)
+        except OperationError as exc:
+            if exc.code is ErrorCode.INTERNAL:
+                logger.error("%s failed: %s", op, exc.message)
+            return error_response(exc.code, exc.message, exc.path)
+        except ClientDisconnect:
+            return Response(status_code=499)
+        except Exception:
+            logger.exception("unexpected error in %s", op)
+            return error_response(
+                ErrorCode.INTERNAL, f"internal error while running {op}; the runner log has the details"
+            )
+        if not isinstance(result, result_model):  # pragma: no cover - a wiring bug, caught in tests
+            raise TypeError(f"{op} returned {type(result).__name__}, expected {result_model.__name__}")
+        return _model_response(result)
+
+    endpoint.__name__ = "op_" + op.replace("/", "_")
+    return endpoint
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        known = ", ".join(sorted(OPERATIONS))
+        known = ", ".join(sorted([*OPERATIONS, *COMMAND_OPERATIONS]))
         return error_response(
             ErrorCode.NOT_FOUND, f"no such route {request.url.path}; operations are: {known}", status=404
         )
@@ -219,10 +256,12 @@ def create_app(
     workspace_id: str,
     *,
     resolver: str | None = None,
+    sandbox: SandboxPolicy | None = None,
 ) -> Starlette:
     """The runner app for one workspace. Opens the workspace directory now and keeps it open.
 
     `resolver` forces "openat2" or "nofollow-walk"; by default openat2 when the kernel has it.
+    `sandbox` is the policy commands run under; without one the exec operations are refused.
     """
     if not token:
         raise ValueError("the runner needs a non-empty token")
@@ -238,11 +277,16 @@ def create_app(
             )
         )
 
+    commands = command_ops.CommandService(sandbox) if sandbox is not None else None
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            # Jobs die with their runner: nothing a command started outlives it.
+            if commands is not None:
+                await commands.aclose()
             workspace.close()
 
     if set(HANDLERS) != set(OPERATIONS):  # pragma: no cover - a wiring bug, caught in tests
@@ -251,8 +295,10 @@ def create_app(
     routes += [
         Route(f"/v1/{op}", _operation_endpoint(op, HANDLERS[op]), methods=["POST"]) for op in OPERATIONS
     ]
+    routes += [Route(f"/v1/{op}", _command_endpoint(op), methods=["POST"]) for op in COMMAND_OPERATIONS]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.workspace = workspace
+    app.state.commands = commands
     app.add_middleware(BearerAuth, token=token)
     # Outermost: every call, refused ones included, gets a span and a log line joined to the caller's.
     app.add_middleware(RunnerTelemetry)

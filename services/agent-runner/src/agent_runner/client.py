@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent_runner.observability import context as log_context
 from agent_runner.observability.tracing import inject, tracer
-from agent_runner.protocol import OPERATIONS, ErrorCode, ErrorResponse, HealthResult
+from agent_runner.protocol import ALL_OPERATIONS, ErrorCode, ErrorResponse, HealthResult
 
 _tracer = tracer("agent_runner.client")
 
@@ -97,9 +97,9 @@ class RunnerClient:
         the client's default for this call (a grep may need longer than a read).
         """
         try:
-            request_model, result_model = OPERATIONS[op]
+            request_model, result_model = ALL_OPERATIONS[op]
         except KeyError:
-            raise ValueError(f"unknown runner operation {op!r}; known: {', '.join(OPERATIONS)}") from None
+            raise ValueError(f"unknown runner operation {op!r}; known: {', '.join(ALL_OPERATIONS)}") from None
         if isinstance(request, dict):
             request = request_model.model_validate(request)
         elif not isinstance(request, request_model):

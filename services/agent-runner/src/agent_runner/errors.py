@@ -19,6 +19,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.TIMEOUT: 504,
+    ErrorCode.LIMIT_REACHED: 429,
+    ErrorCode.SANDBOX_UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,
 }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PROTOCOL_VERSION = "1"
 TOKEN_HEADER = "authorization"  # noqa: S105 - a header name, not a secret
@@ -52,6 +52,8 @@ class ErrorCode(StrEnum):
     PERMISSION_DENIED = "permission_denied"
     UNAUTHORIZED = "unauthorized"
     TIMEOUT = "timeout"
+    SANDBOX_UNAVAILABLE = "sandbox_unavailable"  # the machine cannot confine commands as required
+    LIMIT_REACHED = "limit_reached"  # e.g. too many background jobs
     INTERNAL = "internal"
 
 
@@ -258,6 +260,92 @@ class DeleteFileResult(_Model):
     deleted: int  # entries removed
 
 
+# --- commands -------------------------------------------------------------------------------
+
+MAX_SHELL_CHARS = 128 * 1024
+MAX_STDIN_CHARS = 1024 * 1024
+
+
+class RunCommandRequest(_Model):
+    argv: list[str] | None = Field(
+        None, min_length=1, max_length=16384, description="Program and arguments, run without a shell."
+    )
+    shell: str | None = Field(
+        None, min_length=1, max_length=MAX_SHELL_CHARS, description="A command line for /bin/sh -c."
+    )
+    cwd: str = Field(".", max_length=MAX_PATH_LENGTH, description="Working directory inside the workspace.")
+    stdin: str | None = Field(None, max_length=MAX_STDIN_CHARS, description="Text fed to standard input.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables; only allowlisted names are accepted."
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, description="Wall-clock limit; default and maximum come from the sandbox policy."
+    )
+    background: bool = Field(False, description="Start as a job and return its id at once.")
+
+    @model_validator(mode="after")
+    def _one_command(self) -> RunCommandRequest:
+        if (self.argv is None) == (self.shell is None):
+            raise ValueError("give exactly one of argv (a list of strings) or shell (a command line)")
+        return self
+
+
+class CommandOutcome(_Model):
+    exit_code: int | None = Field(description="Exit status; null when a signal ended the command.")
+    signal: str | None = Field(description="Signal that ended the command, e.g. 'SIGKILL'.")
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    duration_s: float
+    limits_hit: list[str] = Field(
+        description="Limits that stopped or cut the command: timeout, cpu, memory, output, file_size, processes."
+    )
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    cpu_s: float = 0.0
+
+
+class RunCommandResult(_Model):
+    status: Literal["finished", "started"]
+    job_id: str | None = None
+    result: CommandOutcome | None = None
+
+
+class JobOutputRequest(_Model):
+    job_id: str = Field(min_length=1, max_length=64)
+    since_offset: int = Field(0, ge=0, description="Byte offset returned by the previous call.")
+
+
+class JobOutputResult(_Model):
+    job_id: str
+    output: str = Field(description="stdout and stderr, interleaved as they arrived, since since_offset.")
+    next_offset: int
+    dropped_bytes: int = Field(0, description="Output that scrolled out of the job's buffer unread.")
+    finished: bool
+    result: CommandOutcome | None = None
+
+
+class JobKillRequest(_Model):
+    job_id: str = Field(min_length=1, max_length=64)
+
+
+class JobKillResult(_Model):
+    job_id: str
+    killed: bool = Field(description="False when the job had already finished.")
+    result: CommandOutcome | None = None
+
+
+class SandboxStatusRequest(_Model):
+    pass
+
+
+class SandboxStatusResult(_Model):
+    controls: dict[str, str] = Field(description="Each control and its state here, e.g. landlock=abi7.")
+    minimum_ok: bool = Field(description="Landlock and seccomp, or namespaces, are in force.")
+    unconfined: bool = Field(description="The operator's override to run without the minimum is on.")
+
+
 # Route table: operation name -> (request model, result model). The runner serves POST /v1/<op>.
 OPERATIONS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "files/read": (ReadFileRequest, ReadFileResult),
@@ -272,3 +360,11 @@ OPERATIONS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "files/move": (MoveFileRequest, MoveFileResult),
     "files/delete": (DeleteFileRequest, DeleteFileResult),
 }
+# Commands: served by the runner's command service (async, sandboxed) rather than the file handlers.
+COMMAND_OPERATIONS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "exec/run": (RunCommandRequest, RunCommandResult),
+    "exec/job_output": (JobOutputRequest, JobOutputResult),
+    "exec/job_kill": (JobKillRequest, JobKillResult),
+    "sandbox/status": (SandboxStatusRequest, SandboxStatusResult),
+}
+ALL_OPERATIONS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {**OPERATIONS, **COMMAND_OPERATIONS}
