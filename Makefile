@@ -46,6 +46,12 @@ system-deps:
 		$$sudo_cmd apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y --no-install-recommends prometheus && \
 		{ ! command -v systemctl >/dev/null || $$sudo_cmd systemctl disable --now prometheus >/dev/null 2>&1 || true; }; }
+	@# redis-server: the rate-limit tests start their own on a free loopback port (the packaged service is disabled).
+	@command -v redis-server >/dev/null || { \
+		sudo_cmd=$$( [ $$(id -u) = 0 ] || echo sudo ); \
+		$$sudo_cmd apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y --no-install-recommends redis-server && \
+		{ ! command -v systemctl >/dev/null || $$sudo_cmd systemctl disable --now redis-server >/dev/null 2>&1 || true; }; }
 
 # Regenerate dashboards/*.json, alerts/secure-agent.rules.yml, alerts/tests/ and runbooks/ from their sources.
 observability-assets: bootstrap

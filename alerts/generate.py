@@ -405,7 +405,7 @@ ALERTS: list[Alert] = [
         fires_with={"control": "memory"},
         runbook=Runbook(
             meaning="More than 50 commands in 10 minutes were stopped by one sandbox control (timeout, memory, "
-            "cpu, pids, output, file_size) or refused by seccomp or Landlock.",
+            "cpu, processes, output, file_size) or refused by seccomp or Landlock.",
             impact="Agents' commands fail; a spike of seccomp or Landlock refusals can be an escape attempt.",
             diagnose=[
                 "Which tenant and command: `{app=\"secure-agent\"} | json | outcome=\"limit\"` (tenant is a hash; map it with the tenant list).",

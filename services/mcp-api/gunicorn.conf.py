@@ -28,7 +28,7 @@ from mcp_api.settings import Settings  # noqa: E402
 _settings = Settings()
 
 wsgi_app = "mcp_api.app:create_app()"
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "mcp_api.security.server.SecureUvicornWorker"  # no banner, header/slow-client limits
 bind = [f"[{_settings.host}]:{_settings.port}" if ":" in _settings.host else f"{_settings.host}:{_settings.port}"]
 workers = int(os.environ.get("SECURE_AGENT_WORKERS") or os.environ.get("WEB_CONCURRENCY") or 2)
 # SSE streams and long tool calls: the worker heartbeat, not the request, is what `timeout` watches.

@@ -57,6 +57,14 @@ async def test_diagnostics_requires_admin_and_redacts_secrets(app, http):
     assert "2026-07-28" in body["protocol_revisions"]["modern"]
     assert "2025-03-26" in body["protocol_revisions"]["legacy"]
     assert body["runner_backend"]["name"] == "local"
+    # The sandbox report is the planner's own answer for the configured policy.
+    from agent_runner.sandbox.probe import probe
+
+    sandbox = body["sandbox"]
+    caps = probe()
+    assert sandbox["controls"]["landlock"] == (f"abi{caps.landlock_abi}" if caps.landlock_abi else sandbox["controls"]["landlock"])
+    assert sandbox["commands_allowed"] is (sandbox["minimum_ok"] or sandbox["unconfined"])
+    assert "seccomp=" in sandbox["summary"]
 
 
 async def test_no_server_banner(http):

@@ -279,7 +279,10 @@ class RunCommandRequest(_Model):
         default_factory=dict, description="Extra environment variables; only allowlisted names are accepted."
     )
     timeout_s: float | None = Field(
-        None, gt=0, description="Wall-clock limit; default and maximum come from the sandbox policy."
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Wall-clock limit; default and maximum come from the sandbox policy.",
     )
     background: bool = Field(False, description="Start as a job and return its id at once.")
 

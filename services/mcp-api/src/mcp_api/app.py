@@ -14,7 +14,6 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.routing import Route
 
 from . import __version__
-from .auth.middleware import BearerAuthMiddleware
 from .bootstrap import banner, ensure_dev_key
 from .deps import Services, build_services
 from .http.service import router as service_router
@@ -26,6 +25,7 @@ from .observability.instrument import InstrumentedRunners, instrument_store, pro
 from .observability.logging import apply_secrets, setup_logging
 from .observability.tracing import setup_tracing
 from .plugins import PluginContext, load_plugins
+from .security.wiring import secure_mcp_endpoint, security_lifespan_tasks, security_middleware
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,9 @@ def create_app(
         services.runners = InstrumentedRunners(services.runners, capacity=settings.runner.max_runners)
     mcp = build_mcp_server(services)
     transport = McpTransport(mcp, settings)
-    auth = BearerAuthMiddleware(transport, services.keys)
+    # API keys + OAuth, rate limits, header/body limits around the transport (security/wiring.py).
+    secured = secure_mcp_endpoint(transport, services)
+    auth = secured.auth
     services.auth = auth
     load_plugins(settings.plugins, PluginContext(mcp=mcp, settings=settings, auth=auth))
 
@@ -59,10 +61,14 @@ def create_app(
         probe = asyncio.get_running_loop().create_task(
             probe_forever(services, settings.metrics.probe_interval_s), name="secure-agent-readiness-probe"
         )
+        security_tasks = security_lifespan_tasks(services)
         async with transport.running():
             try:
                 yield
             finally:
+                for task in security_tasks:
+                    task.cancel()
+                await asyncio.gather(*security_tasks, return_exceptions=True)
                 probe.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await probe
@@ -81,8 +87,10 @@ def create_app(
     app.include_router(service_router)
     Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)
     # A Route with an ASGI endpoint passes the raw scope through, so SSE streams are not buffered.
-    front = FrontDoor(auth, settings.allowed_hosts, settings.allowed_origins)
+    front = FrontDoor(secured.app, settings.allowed_hosts, settings.allowed_origins)
+    app.router.routes.extend(secured.routes)  # RFC 9728 metadata when OAuth is configured
     app.router.routes.append(Route("/mcp", endpoint=front, methods=["GET", "POST", "DELETE"]))
+    security_middleware(app, settings)  # security headers and CORS, inside the observability layer
     # Outermost: request id, HTTP span and access line around everything, 401s and 421s included.
     app.add_middleware(ObservabilityMiddleware, access_log=settings.logging.access_log)
     return app

@@ -7,9 +7,13 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from .agent.loop import SecureAgent
 from .auth.api_keys import ApiKeyService
 from .runners.base import RunnerBackend
 from .runners.local import LocalRunnerBackend
+from .security.audit import AuditLog
+from .security.pii import StorageRedactor
+from .security.rate_limit import RateLimiter
 from .settings import Settings
 from .store.store import Store
 
@@ -24,16 +28,37 @@ class Services:
     keys: ApiKeyService
     runners: RunnerBackend
     auth: BearerAuthMiddleware | None = field(default=None)
+    # AuditLog.record(action, actor, tenant, target, details) for every administrative action.
+    audit: AuditLog | None = field(default=None)
+    limiter: RateLimiter | None = field(default=None)
+    # The SecureAgent (agent/loop.py), built once per app; tests swap its providers.
+    agent: SecureAgent | None = field(default=None)
 
     async def aclose(self) -> None:
+        if self.agent is not None:
+            await self.agent.aclose()
         await self.runners.aclose()
+        if self.limiter is not None:
+            await self.limiter.aclose()
         await self.store.aclose()
 
 
 def build_services(settings: Settings) -> Services:
     store = Store(settings.store_url)
-    runners = LocalRunnerBackend(settings.workspaces_dir, settings.data_dir / "run", settings.runner)
-    return Services(settings=settings, store=store, keys=ApiKeyService(store), runners=runners)
+    runners = LocalRunnerBackend(
+        settings.workspaces_dir,
+        settings.data_dir / "run",
+        settings.runner,
+        settings.sandbox,
+        max_per_tenant=settings.rate_limits.max_runners_per_tenant or None,
+    )
+    audit = AuditLog(store, StorageRedactor(settings.privacy))
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    return Services(
+        settings=settings, store=store, keys=ApiKeyService(store, audit), runners=runners, audit=audit,
+        limiter=RateLimiter(settings.rate_limits, redis_url),
+        agent=SecureAgent(settings.agent, store, audit=audit),
+    )  # fmt: skip
 
 
 def get_services(request: Request) -> Services:

@@ -6,11 +6,22 @@ Every field can be set from the environment with the `SECURE_AGENT_` prefix; nes
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from agent_runner.sandbox.policy import SandboxPolicy
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .agent.config import AgentSettings
+from .security.config import (
+    OAuthSettings,
+    PrivacySettings,
+    RateLimitSettings,
+    RequestLimitSettings,
+    RetentionSettings,
+)
 
 LOCAL_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
 LOCAL_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
@@ -22,6 +33,37 @@ class RunnerSettings(BaseModel):
     start_timeout_s: float = Field(15.0, gt=0, description="How long to wait for a new runner to answer.")
     request_timeout_s: float = Field(60.0, gt=0, description="Timeout of one runner API call.")
     max_runners: int = Field(64, ge=1, description="Runner processes alive at once, all tenants together.")
+
+
+def _policy_field(name: str):
+    """A settings field that mirrors SandboxPolicy's default and description (the one source)."""
+    source = SandboxPolicy.model_fields[name]
+    return Field(source.default, description=source.description)
+
+
+class SandboxSettings(BaseModel):
+    """What an operator tunes about command execution; the runner turns it into a SandboxPolicy
+    (agent_runner.sandbox.policy), which validates it and fills in every other control."""
+
+    allow_network: bool = _policy_field("allow_network")
+    timeout_s: float = _policy_field("timeout_s")
+    max_timeout_s: float = _policy_field("max_timeout_s")
+    cpu_seconds: int = _policy_field("cpu_seconds")
+    memory_bytes: int = _policy_field("memory_bytes")
+    file_size_bytes: int = _policy_field("file_size_bytes")
+    max_open_files: int = _policy_field("max_open_files")
+    max_processes: int = _policy_field("max_processes")
+    max_output_bytes: int = _policy_field("max_output_bytes")
+    use_namespaces: bool | Literal["auto"] = _policy_field("use_namespaces")
+    use_cgroups: bool | Literal["auto"] = _policy_field("use_cgroups")
+    allow_unconfined: bool = _policy_field("allow_unconfined")
+
+    @model_validator(mode="after")
+    def _valid_policy(self) -> SandboxSettings:
+        # Fail at start-up, naming the setting, rather than when the first runner refuses it.
+        with tempfile.TemporaryDirectory() as probe:
+            SandboxPolicy(workspace=Path(probe), tmp_dir=Path(probe) / "tmp", **self.model_dump())
+        return self
 
 
 class LoggingSettings(BaseModel):
@@ -126,9 +168,23 @@ class Settings(BaseSettings):
         description="Extra modules (file paths or module names) with register(ctx). Empty in production.",
     )
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    redis_url: SecretStr | None = Field(
+        None, description="Redis URL (redis://host:6379/0): rate limits shared by every process and replica."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxy IPs/CIDRs whose X-Forwarded-For/-Proto are believed (JSON list); none by default.",
+    )
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    limits: RequestLimitSettings = Field(default_factory=RequestLimitSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
 
     @field_validator("data_dir")
     @classmethod
@@ -146,7 +202,7 @@ class Settings(BaseSettings):
 
     @property
     def local_url(self) -> str:
-        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::", "localhost") else self.host  # noqa: S104
+        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::", "localhost") else self.host  # noqa: S104  # nosec B104 - compares the configured host, binds nothing
         return f"http://{host}:{self.port}"
 
     @property

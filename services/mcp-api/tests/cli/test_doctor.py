@@ -16,7 +16,8 @@ def test_doctor_on_this_machine(tmp_path, monkeypatch):
     monkeypatch.setenv("SECURE_AGENT_DATA_DIR", str(tmp_path / "d"))
     result = CliRunner().invoke(main, ["doctor", "--json"])
     checks = {c["name"]: c for c in json.loads(result.output)}
-    assert {"kernel", "landlock", "seccomp", "openat2", "namespaces", "cgroups", "data_dir"} <= set(checks)
+    assert {"kernel", "landlock", "seccomp", "openat2", "namespaces", "cgroups", "sandbox", "data_dir"} <= set(checks)
+    assert "landlock=" in checks["sandbox"]["detail"] and "seccomp=" in checks["sandbox"]["detail"]
     caps = probe()
     assert checks["landlock"]["status"] == ("ok" if caps.landlock_abi >= 4 else checks["landlock"]["status"])
     assert checks["data_dir"]["status"] == "ok"
@@ -54,3 +55,34 @@ def test_unwritable_data_dir_fails(tmp_path):
         assert check.status == "fail" and "SECURE_AGENT_DATA_DIR" in check.fix
     finally:
         locked.chmod(0o700)
+
+
+def test_sandbox_check_reports_refusal_and_override(tmp_path, monkeypatch):
+    from mcp_api.cli import doctor
+
+    report = {"summary": "mode=none landlock=off seccomp=off", "controls": {}, "minimum_ok": False,
+              "unconfined": False, "errors": []}  # fmt: skip
+    monkeypatch.setattr(doctor, "probe_sandbox", lambda _: report)
+    check = {c.name: c for c in run_checks(Settings(data_dir=tmp_path))}["sandbox"]
+    assert check.status == "fail" and check.detail.startswith("run_command is refused")
+    monkeypatch.setattr(doctor, "probe_sandbox", lambda _: {**report, "unconfined": True})
+    check = {c.name: c for c in run_checks(Settings(data_dir=tmp_path))}["sandbox"]
+    assert check.status == "warn" and "UNCONFINED" in check.detail
+    monkeypatch.setattr(doctor, "probe_sandbox", lambda _: {**report, "errors": ["no cgroup"]})
+    check = {c.name: c for c in run_checks(Settings(data_dir=tmp_path))}["sandbox"]
+    assert check.status == "fail" and "no cgroup" in check.detail
+
+    def broken(_):
+        raise RuntimeError("fork server died")
+
+    monkeypatch.setattr(doctor, "probe_sandbox", broken)
+    check = {c.name: c for c in run_checks(Settings(data_dir=tmp_path))}["sandbox"]
+    assert check.status == "fail" and "fork server died" in check.detail
+
+
+def test_invalid_sandbox_settings_fail_at_start(tmp_path):
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError, match="max_timeout_s"):
+        Settings(data_dir=tmp_path, sandbox={"timeout_s": 900, "max_timeout_s": 60})

@@ -100,3 +100,22 @@ async def test_long_data_dir_gets_a_private_socket_dir(tmp_path):
         assert (await (await backend.client_for("t", "w")).health()).status == "ok"
     finally:
         await backend.aclose()
+
+
+async def test_per_tenant_runner_cap(tmp_path, monkeypatch):
+    from mcp_api.runners import local
+    from mcp_api.runners.base import RunnerLimitError
+
+    backend = LocalRunnerBackend(tmp_path / "ws", tmp_path / "run", RunnerSettings(), max_per_tenant=2)
+    try:
+        await backend.client_for("t", "a")
+        await backend.client_for("t", "b")
+        await backend.client_for("other", "a")  # other tenants are not affected
+        with pytest.raises(RunnerLimitError, match="already has 2 active workspaces"):
+            await backend.client_for("t", "c")
+        # A runner idle past the slot time gives its place up.
+        backend._runners[("t", "a")].last_used = time.monotonic() - local.TENANT_SLOT_IDLE_S - 1
+        await backend.client_for("t", "c")
+        assert {k for k in backend._runners if k[0] == "t"} == {("t", "b"), ("t", "c")}
+    finally:
+        await backend.aclose()

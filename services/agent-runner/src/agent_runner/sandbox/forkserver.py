@@ -62,7 +62,7 @@ SETUP_FAILED = 125  # exit status of a command process whose confinement could n
 KILL_ROUNDS = 100
 _INIT_NAME = ctypes.create_string_buffer(b"sandbox-init")
 # Mounted over with the command's private tmp dir (POSIX shared memory and semaphores live here).
-SHM = "/dev/shm"  # noqa: S108
+SHM = "/dev/shm"  # noqa: S108  # nosec B108 - a mount point covered by the private tmp dir, never written here
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ DEFAULT_DENIED_PATHS = (
 # Replaced by an empty tmpfs inside the command's mount namespace: they hold other users' files
 # and, above all, pathname Unix sockets (X11, D-Bus, docker.sock) that Landlock cannot guard,
 # since connect() on a socket file is not a filesystem access it controls (ABI <= 7).
-DEFAULT_MASKED_PATHS = ("/tmp", "/var/tmp", "/run")  # noqa: S108 - hidden from commands, not used
+DEFAULT_MASKED_PATHS = ("/tmp", "/var/tmp", "/run")  # noqa: S108  # nosec B108 - hidden from commands, not used
 
 # Names a caller may add to a command's environment. Everything else is refused: the runner's
 # own environment never reaches a command, and PATH, HOME and TMPDIR are the sandbox's.

@@ -389,7 +389,8 @@ def check_plan(policy: SandboxPolicy, plan: dict[str, Any]) -> None:
             "refusing to run commands: this machine offers neither Landlock and seccomp nor namespaces "
             f"(landlock: {controls['landlock']}; seccomp: {controls['seccomp']}; namespaces: {controls['pidns']}). "
             "Use a kernel with Landlock (5.13+) and libseccomp2 installed, or run the runner as root; "
-            "an operator who accepts running commands unconfined can set allow_unconfined."
+            "an operator who accepts running commands unconfined can set allow_unconfined "
+            "(SECURE_AGENT_SANDBOX__ALLOW_UNCONFINED=true in mcp-api)."
         )
 
 

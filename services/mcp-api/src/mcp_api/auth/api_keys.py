@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
+from ..security.audit import AuditLog
 from ..store.store import Store
 from ..store.tables import ApiKey
 from .principal import TENANT_RE, Principal
@@ -23,9 +24,11 @@ from .scopes import parse_scopes
 
 KEY_RE = re.compile(r"^sa_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{20,128})$")
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-# A verified key is trusted for this long without a store round trip; revocation in this process
-# clears it at once, other processes see it within the TTL.
-CACHE_TTL_S = 5.0
+# A verified key may be trusted for this long without a store round trip. The default, 0, asks the
+# store on every request (a primary-key lookup), so a revoked key is refused at once by every process
+# and replica; a positive TTL trades that for fewer lookups (revocation then reaches other processes
+# within the TTL; this process clears its entry at once).
+CACHE_TTL_S = 0.0
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,21 @@ def validate_tenant(tenant: str) -> str:
 
 
 class ApiKeyService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, audit: AuditLog | None = None, cache_ttl_s: float = CACHE_TTL_S) -> None:
         self._store = store
+        # Every key change is audited, whichever path made it (CLI, first start, an admin API).
+        self.audit = audit or AuditLog(store)
+        self._cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, str, Principal]] = {}
 
     async def create(
-        self, tenant: str, name: str, scopes: list[str] | tuple[str, ...], *, key: str | None = None
+        self,
+        tenant: str,
+        name: str,
+        scopes: list[str] | tuple[str, ...],
+        *,
+        key: str | None = None,
+        actor: str = "system",
     ) -> tuple[str, KeyInfo]:
         """Create a key and return it in clear together with its record; the clear key is not kept."""
         validate_tenant(tenant)
@@ -93,6 +105,9 @@ class ApiKeyService:
                 raise ValueError(f"a key with id {key_id} already exists")
             session.add(row)
             await session.commit()
+        await self.audit.record(
+            "key.create", actor, tenant, f"key:{key_id}", {"name": row.name, "scopes": row.scopes.split()}
+        )
         return key, _info(row)
 
     async def list(self, tenant: str | None = None) -> list[KeyInfo]:
@@ -102,7 +117,8 @@ class ApiKeyService:
         async with self._store.session() as session:
             return [_info(row) for row in (await session.scalars(query)).all()]
 
-    async def revoke(self, key_id: str) -> KeyInfo:
+    async def revoke(self, key_id: str, *, actor: str = "system") -> KeyInfo:
+        changed = False
         async with self._store.session() as session:
             row = await session.get(ApiKey, key_id)
             if row is None:
@@ -110,8 +126,19 @@ class ApiKeyService:
             if row.revoked_at is None:
                 row.revoked_at = datetime.now(UTC)
                 await session.commit()
+                changed = True
         self._cache.pop(key_id, None)
+        if changed:
+            await self.audit.record("key.revoke", actor, row.tenant, f"key:{key_id}", {"name": row.name})
         return _info(row)
+
+    async def delete_tenant(self, tenant: str) -> int:
+        """Remove every key of a tenant (erasure); callers audit the erasure as a whole."""
+        async with self._store.session() as session:
+            result = await session.execute(delete(ApiKey).where(ApiKey.tenant == tenant))
+            await session.commit()
+        self._cache = {k: v for k, v in self._cache.items() if v[2].tenant != tenant}
+        return result.rowcount or 0
 
     async def verify(self, key: str) -> Principal | None:
         """The principal for a valid, unrevoked key; None for anything else (no reason leaks out)."""
@@ -132,7 +159,8 @@ class ApiKeyService:
         if not hmac.compare_digest(row.secret_hash, _hash(row.salt, secret)):
             return None
         principal = Principal(tenant=row.tenant, key_id=row.key_id, scopes=frozenset(row.scopes.split()))
-        self._cache[key_id] = (now + CACHE_TTL_S, hashlib.sha256(key.encode()).hexdigest(), principal)
+        if self._cache_ttl_s > 0:
+            self._cache[key_id] = (now + self._cache_ttl_s, hashlib.sha256(key.encode()).hexdigest(), principal)
         return principal
 
     async def find(self, key: str) -> KeyInfo | None:

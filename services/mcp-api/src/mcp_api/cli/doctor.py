@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agent_runner.sandbox.probe import Capabilities, probe
 
+from ..runners.sandbox_report import probe_sandbox
 from ..settings import Settings
 
 
@@ -76,6 +77,7 @@ def run_checks(settings: Settings, caps: Capabilities | None = None) -> list[Che
         Check("cgroups", "ok" if caps.cgroup != "none" else "warn", f"cgroup {caps.cgroup}",
               "" if caps.cgroup != "none" else "mount cgroup2 at /sys/fs/cgroup for memory/pids limits")
     )  # fmt: skip
+    checks.append(_sandbox_check(settings))
     checks.append(_data_dir_check(settings.data_dir))
     checks.append(
         Check("node", "ok" if shutil.which("npx") else "warn",
@@ -83,6 +85,23 @@ def run_checks(settings: Settings, caps: Capabilities | None = None) -> list[Che
               "" if shutil.which("npx") else "install Node.js 18+ to use Claude Desktop through mcp-remote")
     )  # fmt: skip
     return checks
+
+
+def _sandbox_check(settings: Settings) -> Check:
+    """The controls commands actually get under the configured policy, as the sandbox plans them."""
+    try:
+        report = probe_sandbox(settings.sandbox)
+    except Exception as exc:  # a broken probe is itself the finding
+        return Check("sandbox", "fail", f"cannot plan a sandboxed command: {exc}", "see the runner log")
+    if report["errors"]:
+        return Check("sandbox", "fail", "; ".join(report["errors"]), "adjust SECURE_AGENT_SANDBOX__* settings")
+    if not report["minimum_ok"]:
+        if report["unconfined"]:
+            return Check("sandbox", "warn", "UNCONFINED commands (operator override): " + report["summary"],
+                         "unset SECURE_AGENT_SANDBOX__ALLOW_UNCONFINED once Landlock+seccomp or namespaces work")  # fmt: skip
+        return Check("sandbox", "fail", "run_command is refused: " + report["summary"],
+                     "enable Landlock and seccomp (or run the runner as root for namespaces)")  # fmt: skip
+    return Check("sandbox", "ok", report["summary"])
 
 
 def _data_dir_check(data_dir: Path) -> Check:

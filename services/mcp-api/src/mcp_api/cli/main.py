@@ -13,6 +13,7 @@ from ..auth.api_keys import ApiKeyService
 from ..auth.scopes import ALL_SCOPES, DEFAULT_KEY_SCOPES
 from ..settings import Settings
 from ..store.store import Store
+from .security import SECURITY_COMMANDS, cli_actor
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +30,7 @@ def serve(host: str | None, port: int | None) -> None:
 
     from ..app import create_app
     from ..observability.logging import setup_logging
+    from ..security.server import uvicorn_options
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)
@@ -43,8 +45,9 @@ def serve(host: str | None, port: int | None) -> None:
         log_level=settings.log_level.lower(),
         log_config=None,
         access_log=False,
-        server_header=False,
         timeout_graceful_shutdown=10,
+        # No Server banner, no X-Forwarded-* trust in uvicorn, keep-alive/header timeouts, size caps.
+        **uvicorn_options(settings.limits),
     )
 
 
@@ -77,7 +80,9 @@ def _with_keys(fn):
 def keys_create(tenant: str, name: str, scopes: tuple[str, ...]) -> None:
     """Create a key and print it once."""
     try:
-        key, info = _with_keys(lambda svc: svc.create(tenant, name, scopes or DEFAULT_KEY_SCOPES))
+        key, info = _with_keys(
+            lambda svc: svc.create(tenant, name, scopes or DEFAULT_KEY_SCOPES, actor=cli_actor())
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Created key {info.key_id} for tenant {info.tenant} with scopes {' '.join(info.scopes)}.")
@@ -109,9 +114,9 @@ def keys_list(tenant: str | None, as_json: bool) -> None:
 @keys.command("revoke")
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
-    """Revoke a key by id; requests with it fail at once in this process, within seconds elsewhere."""
+    """Revoke a key by id; every process refuses it from its next request on (keys are not cached)."""
     try:
-        info = _with_keys(lambda svc: svc.revoke(key_id))
+        info = _with_keys(lambda svc: svc.revoke(key_id, actor=cli_actor()))
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from exc
     click.echo(f"Revoked key {info.key_id} of tenant {info.tenant}.")
@@ -143,3 +148,7 @@ def doctor(as_json: bool) -> None:
         click.echo(render(checks))
     if any(c.status == "fail" for c in checks):
         sys.exit(1)
+
+
+for _command in SECURITY_COMMANDS:  # audit, tenant, subject, retention
+    main.add_command(_command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import platform
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -12,6 +13,7 @@ from ..auth.principal import Principal
 from ..auth.scopes import Scope
 from ..deps import Services, get_services
 from ..observability.instrument import check_dependencies, observability_status
+from ..runners.sandbox_report import cached_probe
 from ..settings import redacted
 from .protocol_info import LEGACY_REVISIONS, MODERN_REVISIONS
 
@@ -38,7 +40,12 @@ async def ready(services: Services = Depends(get_services)) -> JSONResponse:
 async def require_admin(request: Request, services: Services = Depends(get_services)) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    principal = await services.keys.verify(token.strip()) if scheme.lower() == "bearer" else None
+    token = token.strip()
+    oauth = services.auth.oauth if services.auth is not None else None
+    principal = None
+    if scheme.lower() == "bearer" and token:  # API keys, or OAuth access tokens when configured
+        use_oauth = oauth is not None and not token.startswith("sa_")
+        principal = await (oauth.verify(token) if use_oauth else services.keys.verify(token))
     if principal is None:
         raise HTTPException(
             status_code=401,
@@ -62,6 +69,7 @@ async def diagnostics(
         "transport": {"path": "/mcp", "stateless": True, "responses": ["application/json", "text/event-stream"]},
         "runner_backend": {"name": status.backend, "healthy": status.healthy, "runners": status.runners,
                            **status.detail},
+        "sandbox": await asyncio.to_thread(cached_probe, services.settings.sandbox),
         "dependencies": await check_dependencies(services),
         "observability": observability_status(services.settings),
         "settings": redacted(services.settings),

@@ -48,7 +48,12 @@ def build_manifest() -> dict:
         "protocol_revisions": {"modern": MODERN_REVISIONS, "legacy": LEGACY_REVISIONS},
         "capabilities": {"tools": {}, "resources": {"templates": True}, "prompts": {}},
         "auth": {
-            "methods": [{"type": "bearer", "format": "api_key", "header": "Authorization"}],
+            "methods": [
+                {"type": "bearer", "format": "api_key", "header": "Authorization"},
+                {"type": "bearer", "format": "oauth2_jwt", "header": "Authorization",
+                 "enabled_by": "SECURE_AGENT_OAUTH__ISSUER",
+                 "metadata": "/.well-known/oauth-protected-resource/mcp"},
+            ],
             "scopes": list(ALL_SCOPES),
         },
         "tools": [

@@ -20,6 +20,9 @@ from ..deps import Services
 from ..observability.http import link_request_span
 from ..observability.metrics import MCP_REQUEST_SECONDS, MCP_REQUESTS, era_of
 from . import prompts, resources
+from .tools import agent as agent_tools
+from .tools import conversations as conversation_tools
+from .tools import exec as exec_tools
 from .tools import files
 
 log = logging.getLogger(__name__)
@@ -112,6 +115,9 @@ def build_mcp_server(services: Services) -> SecureAgentMCP:
         log_level=services.settings.log_level,
     )
     files.register(mcp, services)
+    exec_tools.register(mcp, services)
+    agent_tools.register(mcp, services)
+    conversation_tools.register(mcp, services)
     resources.register(mcp, services)
     prompts.register(mcp)
     return mcp

@@ -93,6 +93,11 @@ AGENT_STEPS = Histogram(
     "Steps (model turns) per finished agent run.",
     buckets=(1, 2, 3, 5, 8, 13, 21, 34, 55, 89),
 )
+AGENT_TOOL_DECISIONS = Counter(
+    "secure_agent_agent_tool_calls_total",
+    "Tool calls the agent's model proposed, by tool and supervisor decision (allow, deny, ask).",
+    ["tool", "decision"],
+)
 MODEL_REQUESTS = Counter(
     "secure_agent_model_requests_total",
     "Model provider calls, by provider, model and outcome.",
@@ -143,7 +148,7 @@ BUILD_INFO = Gauge(
 )
 
 STORE_OPERATIONS = ("select", "insert", "update", "delete", "other")
-SANDBOX_CONTROLS = ("timeout", "memory", "cpu", "pids", "output", "file_size", "seccomp", "landlock")
+SANDBOX_CONTROLS = ("timeout", "memory", "cpu", "processes", "output", "file_size", "seccomp", "landlock")
 AGENT_OUTCOMES = ("ok", "error", "denied", "limit", "cancelled")
 AUTH_REASONS = ("missing", "malformed", "invalid")
 RATE_LIMITS = ("key", "tenant", "ip")

@@ -48,3 +48,7 @@ class RunnerBackend(Protocol):
 
 class RunnerStartError(RuntimeError):
     """The runner could not be started or did not become ready; shown to the caller as retryable."""
+
+
+class RunnerLimitError(RuntimeError):
+    """The tenant already has as many workspace runners as it may; the message says what to do."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -17,10 +18,12 @@ from pathlib import Path
 from agent_runner.client import RunnerClient, RunnerUnavailable
 
 from ..observability.tracing import runner_env as runner_observability_env
-from ..settings import RunnerSettings
-from .base import BackendStatus, RunnerStartError, validate_workspace
+from ..settings import RunnerSettings, SandboxSettings
+from .base import BackendStatus, RunnerLimitError, RunnerStartError, validate_workspace
 
 log = logging.getLogger(__name__)
+# A tenant at its runner cap may replace a runner idle at least this long (its jobs die with it).
+TENANT_SLOT_IDLE_S = 60.0
 # sockaddr_un.sun_path holds 108 bytes including the NUL.
 _MAX_UDS_PATH = 107
 
@@ -36,9 +39,18 @@ class _Runner:
 class LocalRunnerBackend:
     name = "local"
 
-    def __init__(self, workspaces_dir: Path, run_dir: Path, settings: RunnerSettings) -> None:
+    def __init__(
+        self,
+        workspaces_dir: Path,
+        run_dir: Path,
+        settings: RunnerSettings,
+        sandbox: SandboxSettings | None = None,
+        max_per_tenant: int | None = None,
+    ) -> None:
         self.workspaces_dir = workspaces_dir
         self.settings = settings
+        self.sandbox = sandbox or SandboxSettings()
+        self.max_per_tenant = max_per_tenant
         self._run_dir_wanted = run_dir
         self._run_dir: Path | None = None
         self._runners: dict[tuple[str, str], _Runner] = {}
@@ -78,6 +90,7 @@ class LocalRunnerBackend:
                 return runner.client
             if runner:  # it died: forget it and start afresh
                 await self._stop(key)
+            await self._make_room_for(key[0])
             if len(self._runners) >= self.settings.max_runners:
                 await self._evict_idlest()
             runner = await self._start(*key)
@@ -98,6 +111,7 @@ class LocalRunnerBackend:
             sys.executable, "-m", "agent_runner", "serve",
             "--workspace", str(workdir), "--workspace-id", workspace_id,
             "--uds", str(socket_path), "--token-stdin", "--exit-with-parent",
+            "--sandbox", json.dumps(self.sandbox.model_dump(mode="json")),
             stdin=asyncio.subprocess.PIPE,
             env=_runner_env(),
         )  # fmt: skip
@@ -140,6 +154,23 @@ class LocalRunnerBackend:
                 "workspaces_dir": str(self.workspaces_dir),
                 "alive": alive,
             },
+        )
+
+    async def _make_room_for(self, tenant: str) -> None:
+        """Enforce the per-tenant runner cap: reuse the slot of the tenant's longest-idle runner if it
+        has been idle a while, otherwise refuse (one tenant must not take every runner)."""
+        if self.max_per_tenant is None:
+            return
+        mine = [k for k in self._runners if k[0] == tenant]
+        if len(mine) < self.max_per_tenant:
+            return
+        idlest = min(mine, key=lambda k: self._runners[k].last_used)
+        if time.monotonic() - self._runners[idlest].last_used >= TENANT_SLOT_IDLE_S:
+            await self._stop(idlest)
+            return
+        raise RunnerLimitError(
+            f"tenant {tenant!r} already has {len(mine)} active workspaces (the limit); use one of them "
+            f"({', '.join(sorted(k[1] for k in mine))}) or retry in a minute"
         )
 
     async def _evict_idlest(self) -> None:

@@ -16,7 +16,8 @@ from ...auth.principal import Principal, current_principal
 from ...deps import Services
 from ...observability.metrics import TOOL_CALLS, TOOL_SECONDS
 from ...observability.tracing import tool_span
-from ...runners.base import DEFAULT_WORKSPACE, RunnerStartError, WorkspaceNameError
+from ...runners.base import DEFAULT_WORKSPACE, RunnerLimitError, RunnerStartError, WorkspaceNameError
+from ...security.rate_limit import TooManyInFlight
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,18 @@ def require(scope: str, action: str) -> Principal:
 
 
 async def run_op(
-    services: Services, tool: str, scope: str, workspace: str | None, op: str, request: BaseModel
+    services: Services,
+    tool: str,
+    scope: str,
+    workspace: str | None,
+    op: str,
+    request: BaseModel,
+    *,
+    request_timeout: float | None = None,
 ):
-    """Run one runner operation on behalf of the current caller, turning every failure into a ToolError."""
+    """Run one runner operation on behalf of the current caller, turning every failure into a ToolError.
+
+    `request_timeout` overrides the runner call timeout (commands may legitimately run for minutes)."""
     started = time.perf_counter()
     outcome = "error"
     error_code: str | None = None
@@ -53,11 +63,22 @@ async def run_op(
             except WorkspaceNameError as exc:
                 outcome, error_code = "rejected", "invalid_workspace"
                 raise ToolError(str(exc)) from exc
+            except RunnerLimitError as exc:
+                outcome, error_code = "rejected", "runner_limit"
+                raise ToolError(str(exc)) from exc
             except RunnerStartError as exc:
                 error_code = "runner_start_failed"
                 raise ToolError(f"workspace is temporarily unavailable, retry shortly ({exc})") from exc
             try:
-                result = await client.call(op, request)
+                if services.limiter is not None:
+                    # Per-tenant cap on tool calls in flight (one tenant cannot take every worker slot).
+                    async with services.limiter.tool_call_slot(principal.tenant):
+                        result = await client.call(op, request, request_timeout=request_timeout)
+                else:
+                    result = await client.call(op, request, request_timeout=request_timeout)
+            except TooManyInFlight as exc:
+                outcome, error_code = "rejected", "rate_limited"
+                raise ToolError(str(exc)) from exc
             except RunnerUnavailable as exc:
                 error_code = "runner_unavailable"
                 raise ToolError(f"workspace runner is unavailable, retry shortly: {exc.message}") from exc

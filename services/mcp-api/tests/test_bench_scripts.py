@@ -1,0 +1,40 @@
+"""The benchmark scripts under bench/ still run (tiny iteration counts; the figures are not checked)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+BENCH = REPO / "bench"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_run_command_latency_script_writes_its_results(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_AGENT_")}
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run_command_latency.py"), "--calls", "5", "--warmup", "1",
+         "--sandbox-runs", "5", "--out", str(out)],
+        capture_output=True, text=True, timeout=45, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    report = json.loads((out / "run_command.json").read_text())
+    for era in ("legacy", "modern"):
+        stats = report["mcp"]["stats"][era]
+        assert stats["runs"] == 5
+        assert 0 < stats["p10_ms"] <= stats["median_ms"] <= stats["p90_ms"]
+        assert 0 < stats["command_median_ms"] < stats["median_ms"]
+    raw = report["sandbox_start"]["stats"]
+    assert {"plain", "sandbox-full", "sandbox-minimal", "sandbox-no-cgroups"} == set(raw)
+    assert "overhead_median_ms" in raw["sandbox-minimal"]
+    assert report["worst_overhead_ms"] == max(s["overhead_median_ms"] for n, s in raw.items() if n != "plain")
+    markdown = (out / "run_command.md").read_text()
+    assert "| legacy (2025-11-25) |" in markdown and "| modern (2026-07-28) |" in markdown
+    assert "| sandbox-full |" in markdown
