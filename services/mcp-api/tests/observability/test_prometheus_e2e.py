@@ -7,8 +7,8 @@ dead panel or a misspelled metric). Full alert expressions only have to evaluate
 is supposed to fire nothing.
 
 The load covers successes, tool errors, denials (path escape, missing scope), client errors
-(unknown method), and authentication failures (missing, malformed, invalid key). Rate limiting
-does not exist yet: `secure_agent_rate_limited_total` shows its pre-initialized zero series.
+(unknown method), authentication failures (missing, malformed, invalid key) and a client that
+floods past its key's rate limit (429s counted in `secure_agent_rate_limited_total{limit="key"}`).
 """
 
 from __future__ import annotations
@@ -182,6 +182,9 @@ def test_every_dashboard_query_and_alert_evaluates_on_real_data(
         {
             "SECURE_AGENT_METRICS__TLS_CERT_FILES": f'["{cert}"]',
             "SECURE_AGENT_METRICS__PROBE_INTERVAL_S": "1",
+            # Small key buckets so one flooding client is throttled while the regular load is not.
+            "SECURE_AGENT_RATE_LIMITS__KEY_BURST": "60",
+            "SECURE_AGENT_RATE_LIMITS__KEY_PER_S": "5",
         }
     )
     server.workspace_dir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +195,10 @@ def test_every_dashboard_query_and_alert_evaluates_on_real_data(
         env=env, capture_output=True, text=True, check=True, cwd=tmp_path, timeout=60,
     )  # fmt: skip
     read_only_key = created.stdout.strip().splitlines()[-1]
+    flooder = subprocess.run(
+        [sys.executable, "-m", "mcp_api", "keys", "create", "--tenant", "dev", "--name", "flooder"],
+        env=env, capture_output=True, text=True, check=True, cwd=tmp_path, timeout=60,
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
 
     target = server.base_url.removeprefix("http://").replace("localhost", "127.0.0.1")
     prom, prom_log = prometheus_factory(target)
@@ -202,6 +209,19 @@ def test_every_dashboard_query_and_alert_evaluates_on_real_data(
         for _ in range(3):
             _load_round(client, server.api_key, read_only_key)
             time.sleep(1.5)
+        statuses = [
+            client.post("/mcp", json={"jsonrpc": "2.0", "id": i, "method": "ping"},
+                        headers={"authorization": f"Bearer {flooder}", "accept": "application/json",
+                                 "content-type": "application/json", "mcp-protocol-version": "2025-11-25"}).status_code
+            for i in range(100)
+        ]  # fmt: skip
+        assert statuses.count(429) >= 30 and statuses.count(200) >= 55, statuses
+    _wait_for(
+        prom,
+        'sum(secure_agent_rate_limited_total{limit="key"})',
+        lambda r: r and float(r[0]["value"][1]) >= 30,
+        INGEST_TIMEOUT_S,
+    )
     _wait_for(
         prom,
         'sum(secure_agent_tool_calls_total{outcome="denied"})',
