@@ -14,6 +14,8 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
 from ...agent.loop import AgentConfigError, AgentRunError
@@ -45,6 +47,60 @@ def progress_reporter(ctx: Context | None):
         await ctx.report_progress(step, total, message)
 
     return report
+
+
+APPROVAL_KEY = "approval"
+
+
+def can_ask(ctx: Context | None) -> bool:
+    """A 2026-07-28 client that declared elicitation gets the approval question as input_required."""
+    try:
+        capabilities = ctx.client_capabilities if ctx is not None else None
+        return (
+            ctx is not None
+            and ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+            and capabilities is not None
+            and capabilities.elicitation is not None
+        )
+    except Exception:  # outside a request: no client to ask
+        return False
+
+
+def ask_client(result: dict[str, Any]) -> InputRequiredResult:
+    """The paused run as an elicitation; the conversation and token ride in request_state (sealed by the
+    SDK), so the client's retry of agent_run resumes it."""
+    approval = result["approval"]
+    message = (
+        f"The agent wants to call {approval['tool']} with {approval['arguments']}. {approval['reason']}. "
+        "Approve this action?"
+    )
+    schema = {
+        "type": "object",
+        "properties": {
+            "approve": {"type": "boolean", "title": "Approve", "description": "Allow this action"}
+        },
+        "required": ["approve"],
+    }
+    request = ElicitRequest(params=ElicitRequestFormParams(message=message, requested_schema=schema))
+    state = json.dumps({"conversation_id": result["conversation_id"], "token": approval["token"]})
+    return InputRequiredResult(input_requests={APPROVAL_KEY: request}, request_state=state)
+
+
+def approval_answer(ctx: Context | None) -> tuple[dict[str, str], str] | None:
+    """(paused run, 'approve' | 'deny') when this call answers an earlier input_required round."""
+    if ctx is None or not ctx.request_state or not ctx.input_responses:
+        return None
+    try:
+        paused = json.loads(ctx.request_state)
+        answer = ctx.input_responses.get(APPROVAL_KEY)
+    except (ValueError, AttributeError) as exc:
+        raise ToolError("request_state does not come from agent_run") from exc
+    if not isinstance(paused, dict) or answer is None:
+        return None
+    accepted = getattr(answer, "action", None) == "accept" and bool(
+        (getattr(answer, "content", None) or {}).get("approve")
+    )
+    return paused, "approve" if accepted else "deny"
 
 
 def render(result: dict[str, Any]) -> CallToolResult:
@@ -88,7 +144,7 @@ def register(mcp: MCPServer, services: Services) -> None:
         outcome = "error"
         try:
             result = await call()
-            outcome = "ok" if not result.is_error else "rejected"
+            outcome = "rejected" if getattr(result, "is_error", False) else "ok"
             return result
         except (AgentConfigError, AgentRunError) as exc:
             outcome = "rejected"
@@ -118,19 +174,33 @@ def register(mcp: MCPServer, services: Services) -> None:
         timeout_s: Annotated[float | None, Field(gt=0, description="Wall-time limit of this run.")] = None,
         workspace: Workspace = None,
         ctx: Context | None = None,
-    ) -> CallToolResult:
+    ) -> CallToolResult | InputRequiredResult:
         """Give the SecureAgent a task in your sandboxed workspace. It reads, edits and runs commands through
         the workspace tools, each call checked by the supervisor policy, until it answers or a budget ends.
         Returns the answer, the actions taken, token usage and the conversation_id to continue with. A call
-        that needs a human decision pauses the run and returns an approval token for agent_approve."""
+        that needs a human decision pauses the run and returns an approval token for agent_approve
+        (2026-07-28 clients that declare elicitation are asked directly, through input_required)."""
         principal, agent = agent_for("agent_run")
 
-        async def call() -> CallToolResult:
-            result = await agent.run(
-                principal, prompt, conversation_id=conversation_id, role=role, max_steps=max_steps,
-                timeout_s=timeout_s, workspace=workspace, client_name=client_name(ctx),
-                progress=progress_reporter(ctx),
-            )  # fmt: skip
+        async def call() -> CallToolResult | InputRequiredResult:
+            answered = approval_answer(ctx)
+            if answered is not None:  # the retry of an input_required round: resume with the human's answer
+                paused, decision = answered
+                result = await agent.approve(
+                    principal,
+                    paused["conversation_id"],
+                    paused["token"],
+                    decision,
+                    progress=progress_reporter(ctx),
+                )
+            else:
+                result = await agent.run(
+                    principal, prompt, conversation_id=conversation_id, role=role, max_steps=max_steps,
+                    timeout_s=timeout_s, workspace=workspace, client_name=client_name(ctx),
+                    progress=progress_reporter(ctx),
+                )  # fmt: skip
+            if result["status"] == "awaiting_approval" and can_ask(ctx):
+                return ask_client(result)
             return render(result)
 
         return await counted("agent_run", call)
