@@ -14,7 +14,7 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -168,14 +168,17 @@ def describe_validation_error(op: str, exc: ValidationError) -> str:
     return f"invalid request for {op}: " + "; ".join(problems)
 
 
-def _operation_endpoint(op: str, handler: Handler) -> Callable[[Request], Any]:
-    request_model, result_model = OPERATIONS[op]
+Work = Callable[[Request, BaseModel], Awaitable[BaseModel]]
+
+
+def _endpoint(op: str, request_model: type[BaseModel], result_model: type[BaseModel], work: Work):
+    """One route: parse and validate the body, do the work, and turn every failure into the protocol's
+    error body (anything unexpected is a runner bug: 500 `internal`, details only in the log)."""
 
     async def endpoint(request: Request) -> Response:
-        workspace: Workspace = request.app.state.workspace
         try:
             parsed = _parse(op, request_model, await _read_body(request))
-            result = await anyio.to_thread.run_sync(handler, workspace, parsed)
+            result = await work(request, parsed)
         except _RequestError as exc:
             return error_response(exc.code, exc.message, status=exc.status)
         except OperationError as exc:
@@ -198,38 +201,28 @@ def _operation_endpoint(op: str, handler: Handler) -> Callable[[Request], Any]:
     return endpoint
 
 
+def _operation_endpoint(op: str, handler: Handler) -> Callable[[Request], Any]:
+    """File operations: blocking work on the workspace fd, run in a worker thread."""
+
+    async def work(request: Request, parsed: BaseModel) -> BaseModel:
+        return await anyio.to_thread.run_sync(handler, request.app.state.workspace, parsed)
+
+    return _endpoint(op, *OPERATIONS[op], work)
+
+
 def _command_endpoint(op: str) -> Callable[[Request], Any]:
-    request_model, result_model = COMMAND_OPERATIONS[op]
+    """Command operations: async, owned by the runner's command service."""
     handler = command_ops.HANDLERS[op]
 
-    async def endpoint(request: Request) -> Response:
+    async def work(request: Request, parsed: BaseModel) -> BaseModel:
         service: command_ops.CommandService | None = request.app.state.commands
-        try:
-            parsed = _parse(op, request_model, await _read_body(request))
-            if service is None:
-                raise OperationError(
-                    ErrorCode.SANDBOX_UNAVAILABLE, "this runner was started without a sandbox policy"
-                )
-            result = await handler(service, parsed)
-        except _RequestError as exc:
-            return error_response(exc.code, exc.message, status=exc.status)
-        except OperationError as exc:
-            if exc.code is ErrorCode.INTERNAL:
-                logger.error("%s failed: %s", op, exc.message)
-            return error_response(exc.code, exc.message, exc.path)
-        except ClientDisconnect:
-            return Response(status_code=499)
-        except Exception:
-            logger.exception("unexpected error in %s", op)
-            return error_response(
-                ErrorCode.INTERNAL, f"internal error while running {op}; the runner log has the details"
+        if service is None:
+            raise OperationError(
+                ErrorCode.SANDBOX_UNAVAILABLE, "this runner was started without a sandbox policy"
             )
-        if not isinstance(result, result_model):  # pragma: no cover - a wiring bug, caught in tests
-            raise TypeError(f"{op} returned {type(result).__name__}, expected {result_model.__name__}")
-        return _model_response(result)
+        return await handler(service, parsed)
 
-    endpoint.__name__ = "op_" + op.replace("/", "_")
-    return endpoint
+    return _endpoint(op, *COMMAND_OPERATIONS[op], work)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
