@@ -10,7 +10,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/uv/bin/uv)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap uv sync node-tools system-deps run test test-fast lint manifest doctor clean observability-assets
+.PHONY: help bootstrap uv sync node-tools system-deps run test test-fast lint manifest doctor clean observability-assets bench bench-deps
 
 help:
 	@echo "make run      serve MCP at http://127.0.0.1:8080/mcp (embedded default)"
@@ -18,6 +18,7 @@ help:
 	@echo "make doctor   check this machine's sandbox features"
 	@echo "make manifest regenerate mcp_config.json"
 	@echo "make lint     ruff"
+	@echo "make bench    secure-agent vs bare FastAPI vs plain mcp SDK (≤ ~10 min; BENCH_QUICK=1 ~3 min)"
 
 $(TOOLS)/uv/bin/uv:
 	@command -v $(PYTHON) >/dev/null || { sudo_cmd=$$( [ $$(id -u) = 0 ] || echo sudo ); \
@@ -52,6 +53,13 @@ system-deps:
 		$$sudo_cmd apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y --no-install-recommends redis-server && \
 		{ ! command -v systemctl >/dev/null || $$sudo_cmd systemctl disable --now redis-server >/dev/null 2>&1 || true; }; }
+	@# postgresql: the store and cluster tests start their own server from /usr/lib/postgresql/*/bin in a temp
+	@# dir on a free loopback port (the packaged cluster service is stopped and disabled).
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+		sudo_cmd=$$( [ $$(id -u) = 0 ] || echo sudo ); \
+		$$sudo_cmd apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y --no-install-recommends postgresql && \
+		{ ! command -v systemctl >/dev/null || $$sudo_cmd systemctl disable --now postgresql >/dev/null 2>&1 || true; }; }
 
 # Regenerate dashboards/*.json, alerts/secure-agent.rules.yml, alerts/tests/ and runbooks/ from their sources.
 observability-assets: bootstrap
@@ -67,7 +75,7 @@ doctor: bootstrap
 manifest: bootstrap
 	$(UV) run --frozen secure-agent manifest -o mcp_config.json
 
-test: bootstrap node-tools system-deps
+test: bootstrap node-tools system-deps bench-deps
 	rm -f .coverage .coverage.*
 	$(UV) run --frozen pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
 
@@ -76,6 +84,18 @@ test-fast: bootstrap
 
 lint: bootstrap
 	$(UV) run --frozen ruff check services
+
+# wrk (the load generator of `make bench`) from Debian, only when missing.
+bench-deps:
+	@command -v wrk >/dev/null || { \
+		sudo_cmd=$$( [ $$(id -u) = 0 ] || echo sudo ); \
+		$$sudo_cmd apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y --no-install-recommends wrk; }
+
+# Writes bench/results/mcp_bench.{json,md}. BENCH_ARGS: extra options of bench/mcp_bench.py.
+BENCH_ARGS ?=
+bench: bootstrap bench-deps
+	$(UV) run --frozen python bench/mcp_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .tools .coverage .coverage.* htmlcov
