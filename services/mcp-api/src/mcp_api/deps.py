@@ -45,13 +45,19 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     store = Store(settings.store_url)
-    runners = LocalRunnerBackend(
-        settings.workspaces_dir,
-        settings.data_dir / "run",
-        settings.runner,
-        settings.sandbox,
-        max_per_tenant=settings.rate_limits.max_runners_per_tenant or None,
-    )
+    runners: RunnerBackend
+    if settings.runner.backend == "kubernetes":
+        from .runners.kubernetes.backend import KubernetesRunnerBackend  # the client loads only here
+
+        runners = KubernetesRunnerBackend.from_settings(settings)
+    else:
+        runners = LocalRunnerBackend(
+            settings.workspaces_dir,
+            settings.data_dir / "run",
+            settings.runner,
+            settings.sandbox,
+            max_per_tenant=settings.rate_limits.max_runners_per_tenant or None,
+        )
     audit = AuditLog(store, StorageRedactor(settings.privacy))
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     return Services(

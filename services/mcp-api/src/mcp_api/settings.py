@@ -28,11 +28,57 @@ LOCAL_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 
 
 class RunnerSettings(BaseModel):
-    backend: Literal["local"] = Field("local", description="Where workspace runners live.")
+    backend: Literal["local", "kubernetes"] = Field(
+        "local", description="Where workspace runners live: child processes here, or pods (see `kubernetes`)."
+    )
     idle_timeout_s: float = Field(900.0, gt=0, description="Stop a workspace runner after this idle time.")
     start_timeout_s: float = Field(15.0, gt=0, description="How long to wait for a new runner to answer.")
     request_timeout_s: float = Field(60.0, gt=0, description="Timeout of one runner API call.")
     max_runners: int = Field(64, ge=1, description="Runner processes alive at once, all tenants together.")
+
+
+class KubernetesSettings(BaseModel):
+    """Runner pods, used when `runner.backend` is `kubernetes` (see mcp_api.runners.kubernetes)."""
+
+    namespace: str = Field(
+        "secure-agent-runners", description="Namespace of the runner pods and their Secrets."
+    )
+    in_cluster: bool = Field(True, description="Use the pod's service account; false reads kubeconfig.")
+    api_url: str | None = Field(
+        None, description="Kubernetes API URL overriding in-cluster/kubeconfig discovery."
+    )
+    image: str = Field("secure-agent/agent-runner:latest", description="The agent-runner image.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field("IfNotPresent")
+    port: int = Field(8700, ge=1024, le=65535, description="Port the runner listens on inside the pod.")
+    seccomp: Literal["Localhost", "RuntimeDefault"] = Field(
+        "Localhost", description="Localhost uses profiles/agent-runner.json installed on every node."
+    )
+    seccomp_localhost_profile: str = Field("profiles/agent-runner.json")
+    runtime_class_name: str | None = Field(None, description="e.g. gvisor or kata; none uses the default.")
+    cpu_request: str = Field("100m")
+    cpu_limit: str = Field("1")
+    memory_request: str = Field("256Mi")
+    memory_limit: str = Field("1Gi")
+    ephemeral_storage_limit: str = Field("2Gi")
+    workspace_size_limit: str = Field("1Gi", description="sizeLimit of the emptyDir workspace.")
+    workspace_pvc: str | None = Field(
+        None, description="Use this PVC (persistent workspaces) instead of emptyDir."
+    )
+    tmp_size_limit: str = Field("64Mi", description="sizeLimit of the memory-backed /tmp.")
+    active_deadline_s: int = Field(86400, ge=60, description="A runner pod lives at most this long.")
+    owner_api_version: str | None = Field(
+        None, description="Owner of runner pods (the release's Deployment)."
+    )
+    owner_kind: str | None = Field(None)
+    owner_name: str | None = Field(None)
+    owner_uid: str | None = Field(None)
+    warm_pool_size: int = Field(2, ge=0, description="Idle pre-started pods kept per profile.")
+    profile: str = Field("default", description="Profile name of the pods this replica starts and claims.")
+    ready_timeout_s: float = Field(120.0, gt=0, description="How long a new pod may take to become ready.")
+    api_timeout_s: float = Field(10.0, gt=0, description="Timeout of one Kubernetes API call.")
+    api_retries: int = Field(4, ge=0, description="Retries of a safe API call after 429, 5xx or a timeout.")
+    refill_interval_s: float = Field(5.0, gt=0)
+    reconcile_interval_s: float = Field(60.0, gt=0)
 
 
 def _policy_field(name: str):
@@ -137,6 +183,12 @@ class Settings(BaseSettings):
     dev_api_key: SecretStr | None = Field(
         None, description="Fix the dev tenant's API key (scripts, CI). Only its hash is stored."
     )
+    request_state_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys (each >= 32 bytes, JSON list) sealing the requestState of multi-round-trip "
+        "(input-required) results; the first seals, all unseal (rotation). Give every replica the same "
+        "list (a Secret) so a retry may land on any of them. Empty: a random key per process.",
+    )
     dev_tenant: str = Field("dev", description="Tenant that owns the dev API key created at first start.")
     public_url: str | None = Field(
         None, description="External base URL (e.g. https://mcp.example.com) shown in configs and metadata."
@@ -168,6 +220,7 @@ class Settings(BaseSettings):
         description="Extra modules (file paths or module names) with register(ctx). Empty in production.",
     )
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
@@ -210,7 +263,7 @@ class Settings(BaseSettings):
         return f"{(self.public_url or self.local_url).rstrip('/')}/mcp"
 
 
-SECRET_FIELDS = frozenset({"dev_api_key", "database_url"})
+SECRET_FIELDS = frozenset({"dev_api_key", "database_url", "request_state_keys"})
 
 
 def redacted(settings: Settings) -> dict:

@@ -10,6 +10,7 @@ from agent_runner.observability import context as log_context
 from agent_runner.observability.logs import event
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.request_state import RequestStateSecurity
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, Resource
 from opentelemetry import trace
@@ -103,6 +104,13 @@ _KNOWN_METHODS = frozenset(
 )  # fmt: skip
 
 
+def _request_state_security(services: Services) -> RequestStateSecurity | None:
+    """Shared keys let any replica unseal the requestState another one minted; None: a per-process key.
+    The audience is the server name, so state from another service sharing the keys is refused."""
+    keys = [key.get_secret_value() for key in services.settings.request_state_keys]
+    return RequestStateSecurity(keys=keys, audience=SERVER_NAME) if keys else None
+
+
 def build_mcp_server(services: Services) -> SecureAgentMCP:
     mcp = SecureAgentMCP(
         services,
@@ -113,6 +121,7 @@ def build_mcp_server(services: Services) -> SecureAgentMCP:
         website_url=None,
         middleware=[_metrics_middleware],
         log_level=services.settings.log_level,
+        request_state_security=_request_state_security(services),
     )
     files.register(mcp, services)
     exec_tools.register(mcp, services)

@@ -10,8 +10,6 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from .tables import Base
-
 
 class StoreUnavailable(RuntimeError):
     """The database cannot be reached; callers turn this into 503, never a 500."""
@@ -30,8 +28,13 @@ class Store:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+        """Create or upgrade the schema with the Alembic migrations (store/migrate.py)."""
+        from . import migrate  # Alembic costs ~0.5 s to import: only where the schema is built
+
+        async with migrate.migration_lock(self.url), self.engine.connect() as conn:
+            await conn.run_sync(migrate.upgrade)
+            if conn.in_transaction():
+                await conn.commit()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
