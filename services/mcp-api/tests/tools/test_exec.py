@@ -27,7 +27,7 @@ import pytest
 from agent_runner.sandbox.policy import SandboxPolicy
 from mcp_api.app import create_app
 from mcp_api.settings import Settings
-from mcp_helpers import TEST_KEY, Mcp, parse_rpc
+from mcp_helpers import TEST_KEY, Mcp, parse_rpc, survivors
 
 pytestmark = pytest.mark.anyio
 
@@ -105,22 +105,6 @@ def probe_output(outcome: dict) -> dict:
 
 def python(code: str, *args: str) -> list[str]:
     return ["python3", "-c", textwrap.dedent(code), *args]
-
-
-def survivors(marker: str) -> list[int]:
-    """Host PIDs (any PID namespace) whose command line contains `marker`, zombies excepted."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-            state = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != b"Z":
-            found.append(int(name))
-    return found
 
 
 async def wait_no_survivors(marker: str, within: float = 3.0) -> list[int]:

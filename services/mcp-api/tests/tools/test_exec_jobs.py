@@ -14,7 +14,7 @@ import anyio
 import httpx
 import pytest
 from mcp_api.settings import Settings
-from mcp_helpers import TEST_KEY, Mcp
+from mcp_helpers import TEST_KEY, Mcp, survivors
 
 pytestmark = pytest.mark.anyio
 
@@ -64,21 +64,6 @@ async def until_finished(client: Mcp, job_id: str, since: int = 0) -> tuple[str,
             if out["finished"]:
                 return text, out
             await anyio.sleep(0.05)
-
-
-def survivors(marker: str) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-            state = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != b"Z":
-            found.append(int(name))
-    return found
 
 
 async def eventually(check, within: float = 5.0):
