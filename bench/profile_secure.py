@@ -29,7 +29,7 @@ def main() -> int:
     parser.add_argument("--name", default="profile")
     parser.add_argument("--out", type=Path, default=mb.HERE / "results" / "profiles")
     args = parser.parse_args()
-    pyspy = [shutil.which("py-spy")] if shutil.which("py-spy") else ["uv", "tool", "run", "py-spy"]
+    pyspy = [shutil.which("py-spy")] if shutil.which("py-spy") else [os.environ.get("UV") or "uv", "tool", "run", "py-spy"]
     args.out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="sa-prof-", dir="/tmp"))
     root.chmod(0o755)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -59,7 +61,8 @@ def test_pip_audit_finds_no_known_vulnerability_in_the_locked_dependencies(tmp_p
     assert not expired, f"pip-audit exceptions past their date, review them: {expired}"
     requirements = tmp_path / "requirements.txt"
     subprocess.run(
-        ["uv", "export", "--frozen", "--no-emit-workspace", "--all-groups", "--quiet", "-o", str(requirements)],
+        # `uv run` names its own binary in $UV; a fresh machine has uv only under .tools/, not on PATH.
+        [os.environ.get("UV") or shutil.which("uv") or "uv", "export", "--frozen", "--no-emit-workspace", "--all-groups", "--quiet", "-o", str(requirements)],
         cwd=ROOT, check=True, timeout=120,
     )  # fmt: skip
     output = tmp_path / "audit.json"
