@@ -10,6 +10,7 @@ Needs py-spy (`uv tool run py-spy` is used when it is not on PATH) and ptrace ri
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
