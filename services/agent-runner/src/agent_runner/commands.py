@@ -35,7 +35,7 @@ from agent_runner.sandbox import (
     sandbox_status,
     shutdown_forkserver,
 )
-from agent_runner.sandbox.jobs import JobNotFound
+from agent_runner.sandbox.jobs import JobNotFound, TooManyJobs
 
 MAX_JOBS = 4
 
@@ -54,12 +54,6 @@ class CommandService:
                 "timeout_s": req.timeout_s}  # fmt: skip
         with _mapped_errors():
             if req.background:
-                if len(self.jobs.running()) >= self.jobs.max_jobs:
-                    raise OperationError(
-                        ErrorCode.LIMIT_REACHED,
-                        f"at most {self.jobs.max_jobs} background jobs may run at once; "
-                        "stop one with job_kill or wait for one to finish",
-                    )
                 job_id = await self.jobs.start(**args)
                 return RunCommandResult(status="started", job_id=job_id)
             result = await run_command(self.policy, **args)
@@ -103,6 +97,8 @@ def _mapped_errors() -> Iterator[None]:
         yield
     except JobNotFound as exc:
         raise OperationError(ErrorCode.NOT_FOUND, str(exc)) from exc
+    except TooManyJobs as exc:
+        raise OperationError(ErrorCode.LIMIT_REACHED, str(exc)) from exc
     except CommandRejected as exc:
         raise OperationError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
     except SandboxUnavailable as exc:

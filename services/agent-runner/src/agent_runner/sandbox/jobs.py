@@ -27,6 +27,10 @@ from .spawn import CommandRejected, CommandResult, ForkServer, _Process, execute
 KILL_WAIT_S = 10.0
 
 
+class TooManyJobs(CommandRejected):
+    """`max_jobs` jobs are already running: a limit the caller can wait out, not a malformed request."""
+
+
 class JobNotFound(LookupError):
     """No job with this id (never started, or finished and since forgotten)."""
 
@@ -156,7 +160,7 @@ class JobManager:
         if self._closed:
             raise CommandRejected("the job manager is shut down")
         if len(self.running()) >= self.max_jobs:
-            raise CommandRejected(
+            raise TooManyJobs(
                 f"at most {self.max_jobs} background jobs may run at once; kill one (job_kill) or wait for one to finish"
             )
         request = validate(
