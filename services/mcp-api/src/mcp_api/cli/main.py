@@ -13,6 +13,7 @@ from ..auth.api_keys import ApiKeyService
 from ..auth.scopes import ALL_SCOPES, DEFAULT_KEY_SCOPES
 from ..settings import Settings
 from ..store.store import Store
+from .envfiles import env_files
 from .security import SECURITY_COMMANDS, cli_actor
 
 
@@ -152,3 +153,4 @@ def doctor(as_json: bool) -> None:
 
 for _command in SECURITY_COMMANDS:  # audit, tenant, subject, retention
     main.add_command(_command)
+main.add_command(env_files)  # env-files: config/env/* generated from the settings model
