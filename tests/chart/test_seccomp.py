@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from chart_helpers import CHART, of_kind, one, render_case
+from chart_helpers import CHART, case_files, of_kind, one, render, render_case
 
 PROFILE = json.loads((CHART / "files" / "seccomp" / "agent-runner.json").read_text())
 MODES = {
@@ -63,3 +63,14 @@ def test_runtime_default_installs_nothing() -> None:
     docs = render_case("seccomp-runtimedefault")
     assert not of_kind(docs, "DaemonSet") and not of_kind(docs, "SeccompProfile")
     assert not [d for d in of_kind(docs, "ConfigMap") if "seccomp" in d["metadata"]["name"]]
+
+
+def test_localhost_with_the_installer_disabled_installs_nothing_but_keeps_the_profile() -> None:
+    """Nodes that already carry the profile (kind's extraMounts): no hostPath DaemonSet at all."""
+    docs = render(case_files("seccomp-localhost"), ("seccomp.installer.enabled=false",))
+    assert not of_kind(docs, "DaemonSet")
+    assert not [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("seccomp")]
+    assert not [d for d in of_kind(docs, "NetworkPolicy") if "installer" in d["metadata"]["name"]]
+    env = one(docs, "ConfigMap", "settings")["data"]
+    assert env["SECURE_AGENT_KUBERNETES__SECCOMP"] == "Localhost"
+    assert env["SECURE_AGENT_KUBERNETES__SECCOMP_LOCALHOST_PROFILE"] == "profiles/agent-runner.json"

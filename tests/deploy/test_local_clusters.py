@@ -146,9 +146,8 @@ def test_dev_values_render_and_the_forwarded_service_exists(profile: str) -> Non
     images = re.findall(r"image: (\S+)", result.stdout)
     assert "secure-agent/x:skaffold-tag" in images
     daemonsets = [o for o in objects if o["kind"] == "DaemonSet"]
-    if profile == "kind":  # the installer must not write into kind's read-only profile mount
-        paths = [v["hostPath"]["path"] for d in daemonsets for v in d["spec"]["template"]["spec"]["volumes"] if "hostPath" in v]  # fmt: skip
-        assert paths and not any(p.startswith(SECCOMP_ROOT) for p in paths), paths
+    if profile == "kind":  # kind mounts the profile read-only: no installer may write into it
+        assert not daemonsets, [d["metadata"]["name"] for d in daemonsets]
 
 
 def test_minikube_notes_reference_real_files() -> None:

@@ -408,6 +408,7 @@ def chart_schema() -> dict[str, Any]:
                     "mode": {"enum": ["localhost", "spo", "runtimeDefault"]},
                     "installer": _obj(
                         {
+                            "enabled": BOOL,
                             "image": IMAGE,
                             "kubeletDir": {"type": "string", "pattern": "^/"},
                             "resources": RESOURCES,
