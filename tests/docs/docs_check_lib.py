@@ -98,7 +98,7 @@ class Block:
 
 
 def doc_files() -> list[Path]:
-    files = [REPO / "README.md"]
+    files = [REPO / "README.md", REPO / "SECURITY.md"]
     for folder in DOC_FOLDERS:
         files += sorted((REPO / folder).glob("**/*.md"))
     return [f for f in files if f.is_file()]
