@@ -3,9 +3,22 @@
     gunicorn -c services/mcp-api/gunicorn.conf.py            # from the repository root
     SECURE_AGENT_WORKERS=4 gunicorn -c services/mcp-api/gunicorn.conf.py
 
-Settings come from the same SECURE_AGENT_* variables as `secure-agent serve`; the worker count
-from SECURE_AGENT_WORKERS (or WEB_CONCURRENCY), default 2. MCP legacy sessions must stay
-`stateless` (the default) with several workers.
+Settings come from the same SECURE_AGENT_* variables as `secure-agent serve`. MCP legacy sessions
+must stay `stateless` (the default) with several workers. Process settings:
+
+- workers: SECURE_AGENT_WORKERS (or WEB_CONCURRENCY); default the CPUs this process may use (its
+  affinity mask, capped by a cgroup CPU quota, as in a container with a CPU limit), at least 2, at
+  most 8. uvicorn workers are asynchronous: one per CPU uses them; two keep serving while one restarts.
+- keepalive: SECURE_AGENT_LIMITS__KEEP_ALIVE_TIMEOUT_S when set, else 75 s. gunicorn serves behind a
+  load balancer or proxy, which reuses idle upstream connections for up to its own idle timeout
+  (60 s on AWS ALB, nginx upstream keepalive, GCP 600 s: set the variable above that); the server must
+  keep them longer, or it closes one just as the balancer sends on it and the client gets a 502.
+- max_requests (SECURE_AGENT_MAX_REQUESTS, default 10000, 0 = never) with jitter (default 10 %):
+  workers are recycled one at a time, so slow leaks cannot grow without bound and the workers do not
+  all restart together.
+- graceful_timeout (SECURE_AGENT_GRACEFUL_TIMEOUT_S, default 25 s): on SIGTERM in-flight requests
+  get this long to finish, inside Kubernetes' default 30 s terminationGracePeriodSeconds.
+- timeout 120 s: the worker heartbeat (not a request) must not stall longer.
 
 Metrics: every worker writes its samples under PROMETHEUS_MULTIPROC_DIR (a private temp dir when
 unset, wiped at start) and whichever worker answers /metrics sums them all. A worker that exits
@@ -14,6 +27,7 @@ is marked dead so its live gauges drop out.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -29,12 +43,59 @@ _settings = Settings()
 
 wsgi_app = "mcp_api.app:create_app()"
 worker_class = "mcp_api.security.server.SecureUvicornWorker"  # no banner, header/slow-client limits
-bind = [f"[{_settings.host}]:{_settings.port}" if ":" in _settings.host else f"{_settings.host}:{_settings.port}"]
-workers = int(os.environ.get("SECURE_AGENT_WORKERS") or os.environ.get("WEB_CONCURRENCY") or 2)
+bind = [
+    f"[{_settings.host}]:{_settings.port}" if ":" in _settings.host else f"{_settings.host}:{_settings.port}"
+]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup v2 or v1 CPU quota."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = None
+    try:  # cgroup v2: "max 100000" or "150000 100000"
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            limit, period = f.read().split()[:2]
+        if limit != "max":
+            quota = int(limit) / int(period)
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+                limit_us = int(f.read())
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+                period_us = int(f.read())
+            if limit_us > 0 and period_us > 0:
+                quota = limit_us / period_us
+        except (OSError, ValueError):
+            pass
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def _env_int(*names: str, default: int) -> int:
+    for name in names:
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return default
+
+
+workers = _env_int("SECURE_AGENT_WORKERS", "WEB_CONCURRENCY", default=min(max(usable_cpus(), 2), 8))
 # SSE streams and long tool calls: the worker heartbeat, not the request, is what `timeout` watches.
 timeout = 120
-graceful_timeout = 10
-keepalive = 5
+graceful_timeout = _env_int("SECURE_AGENT_GRACEFUL_TIMEOUT_S", default=25)
+# Longer than the idle timeout of the load balancer in front (see above); an explicit setting wins.
+keepalive = (
+    _settings.limits.keep_alive_timeout_s
+    if os.environ.get("SECURE_AGENT_LIMITS__KEEP_ALIVE_TIMEOUT_S")
+    else 75
+)
+max_requests = _env_int("SECURE_AGENT_MAX_REQUESTS", default=10_000)
+max_requests_jitter = _env_int("SECURE_AGENT_MAX_REQUESTS_JITTER", default=max_requests // 10)
+# The workers' heartbeat files: memory-backed when /dev/shm is writable (a container's read-only root
+# and a disk-backed /tmp would stall heartbeats under I/O pressure); else the temp dir. gunicorn
+# unlinks each file right after mkstemp, so a shared directory exposes nothing.
+_SHM = "/dev/shm"  # noqa: S108  # nosec B108 - unlinked at once, see above
+worker_tmp_dir = _SHM if os.access(_SHM, os.W_OK) else None
 accesslog = None  # the app writes one JSON access line per request itself
 # No control socket: its default path is shared by every gunicorn of the user and needs a writable $HOME.
 control_socket_disable = True
