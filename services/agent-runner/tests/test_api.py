@@ -309,3 +309,17 @@ async def test_json_error_helper() -> None:
     response = api.error_response(ErrorCode.TIMEOUT, "slow")
     assert response.status_code == 504
     assert json.loads(response.body) == {"error": {"code": "timeout", "message": "slow"}}
+
+
+@pytest.mark.anyio
+async def test_runner_lifespan_freezes_the_startup_heap(root, monkeypatch) -> None:  # noqa: ANN001
+    import gc
+
+    from agent_runner.api import create_app as make_app
+
+    for setting, frozen in (("1", True), ("0", False)):
+        monkeypatch.setenv("AGENT_RUNNER_GC_FREEZE", setting)
+        app = make_app(root, "t" * 24, "ws")
+        async with app.router.lifespan_context(app):
+            assert (gc.get_freeze_count() > 0) is frozen
+        assert gc.get_freeze_count() == 0

@@ -140,3 +140,129 @@ async def test_tcp_base_url() -> None:
         assert (await client.health()).workspace_id == "w"
     assert str(seen[0].url) == "http://10.0.0.5:8080/v1/health"
     assert seen[0].headers["authorization"] == "Bearer secret-token-1234567890"
+
+
+# --- the lean HTTP/1.1 pool used over Unix sockets -------------------------------------------
+
+
+class _FakeRunner:
+    """A scripted HTTP/1.1 server on a Unix socket: counts connections, answers from `answers`."""
+
+    def __init__(self, path: Path, answers: list[bytes | None]) -> None:
+        self.path = path
+        self.answers = answers
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    async def handle(self, reader, writer) -> None:  # noqa: ANN001
+        import asyncio
+
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                body = await reader.readexactly(length) if length else b""
+                self.requests.append(head + body)
+                answer = self.answers.pop(0) if self.answers else None
+                if answer is None:  # hang up without answering
+                    writer.close()
+                    return
+                if answer == b"sleep":
+                    await asyncio.sleep(30)
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+_HEALTH = b'{"runner_version": "1", "workspace_id": "w", "pid": 1, "resolver": "openat2"}'
+
+
+def _ok(body: bytes = _HEALTH, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        len(body), extra, body,
+    )  # fmt: skip
+
+
+async def _serve(short_tmp: Path, answers: list[bytes | None]):  # noqa: ANN202
+    import asyncio
+
+    fake = _FakeRunner(short_tmp / "fake.sock", answers)
+    server = await asyncio.start_unix_server(fake.handle, path=str(fake.path))
+    return fake, server
+
+
+async def test_lean_client_reuses_one_connection_and_sends_the_token(short_tmp: Path) -> None:
+    fake, server = await _serve(short_tmp, [_ok(), _ok(), _ok()])
+    async with server, RunnerClient(token="secret-token-1234567890", uds=str(fake.path)) as client:
+        assert client._pool is not None
+        for _ in range(3):
+            assert (await client.health()).workspace_id == "w"
+    assert fake.connections == 1 and len(fake.requests) == 3
+    assert b"Authorization: Bearer secret-token-1234567890\r\n" in fake.requests[0]
+    assert fake.requests[0].startswith(b"GET /v1/health HTTP/1.1\r\n")
+
+
+async def test_lean_client_retries_once_when_a_reused_connection_was_closed(short_tmp: Path) -> None:
+    # The first connection answers once, then hangs up on the next request without answering (the
+    # server's idle close racing us): the request goes again on a fresh connection.
+    fake, server = await _serve(short_tmp, [_ok(), None, _ok()])
+    async with server, RunnerClient(token="t" * 20, uds=str(fake.path)) as client:
+        await client.health()
+        assert (await client.health()).workspace_id == "w"
+    assert fake.connections == 2
+
+
+async def test_lean_client_fresh_connection_closed_is_unavailable_and_close_header_honoured(short_tmp: Path) -> None:
+    fake, server = await _serve(short_tmp, [_ok(extra=b"connection: close\r\n"), None])
+    async with server, RunnerClient(token="t" * 20, uds=str(fake.path)) as client:
+        await client.health()  # answered with Connection: close: not pooled
+        assert not client._pool._idle
+        with pytest.raises(RunnerUnavailable, match="closed the connection without answering"):
+            await client.health()
+    assert fake.connections == 2
+
+
+async def test_lean_client_timeout_and_cancellation_drop_the_connection(short_tmp: Path) -> None:
+    import asyncio
+
+    fake, server = await _serve(short_tmp, [b"sleep", _ok(), b"sleep", _ok()])
+    async with server, RunnerClient(token="t" * 20, uds=str(fake.path), timeout=0.3) as client:
+        with pytest.raises(RunnerUnavailable, match=r"did not answer /v1/health in time"):
+            await client.health()
+        assert not client._pool._idle  # never reused: a late answer must not reach the next caller
+        assert (await client.health()).workspace_id == "w"
+        task = asyncio.ensure_future(client.call("files/read", ReadFileRequest(path="x"), request_timeout=10))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not client._pool._idle  # the cancelled request's connection was closed, not pooled
+        assert (await client.health()).workspace_id == "w"  # on a third, fresh connection
+    assert fake.connections == 3
+
+
+async def test_lean_client_reads_chunked_and_error_answers(short_tmp: Path) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n" % (10, _HEALTH[:10]) + b"%x\r\n%s\r\n" % (len(_HEALTH) - 10, _HEALTH[10:]) + b"0\r\n\r\n"
+    )
+    error = b'{"error": {"code": "not_found", "message": "\'x\' does not exist", "path": "x"}}'
+    fake, server = await _serve(short_tmp, [chunked, b"HTTP/1.1 404 Not Found\r\ncontent-length: %d\r\n\r\n%s" % (len(error), error)])
+    async with server, RunnerClient(token="t" * 20, uds=str(fake.path)) as client:
+        assert (await client.health()).workspace_id == "w"
+        with pytest.raises(RunnerError) as excinfo:
+            await client.call("files/read", ReadFileRequest(path="x"))
+        assert (excinfo.value.code, excinfo.value.status, excinfo.value.path) == (ErrorCode.NOT_FOUND, 404, "x")
+    assert fake.connections == 1
+
+
+async def test_httpx_can_be_forced_for_sockets(runner, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("AGENT_RUNNER_CLIENT", "httpx")
+    async with RunnerClient(token=runner.token, uds=runner.uds) as client:
+        assert client._pool is None
+        assert (await client.wait_ready(timeout=10)).status == "ok"

@@ -160,3 +160,75 @@ def test_context_helpers():
     first = context.hash_tenant("acme")
     context.set_tenant_hash_key(None)
     assert first != context.hash_tenant("acme") and len(first) == 16
+
+
+def test_each_field_is_redacted_once_and_still_redacted(monkeypatch) -> None:
+    """One redaction pass per record: event() redacts its fields, the filter does not redo them and the
+    formatter does not rescan them; yet no secret survives, whoever logs it and however."""
+    from agent_runner.observability import logs, redaction
+
+    calls: list[str | None] = []
+    real = redaction.redact_value
+
+    def counting(value, key=None, _depth=0):  # noqa: ANN001, ANN202
+        if _depth == 0:
+            calls.append(key)
+        return real(value, key, _depth)
+
+    monkeypatch.setattr(logs, "redact_value", counting)
+    monkeypatch.setattr(redaction, "redact_value", counting)
+    stream = io.StringIO()
+    handler = make_handler("mcp-api", "json", stream=stream)
+    logger = logging.getLogger("test.redact_once")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    secret = "sk-" + "a" * 40
+    try:
+        with context.bind(tool=f"evil {secret}"):
+            logs.event(logger, logging.INFO, "tool call", detail=f"key {secret}", arguments={"content": secret})
+        assert sorted(k for k in calls if k) == ["arguments", "detail"]  # once each, by event()
+        calls.clear()
+        logger.info("plain %s", secret, extra={"note": secret})  # not through event(): the filter redacts
+        assert calls == ["note"]
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert secret not in text
+    first, second = (json.loads(line) for line in text.splitlines())
+    assert first["tool"] == "evil sk-[REDACTED]" and first["detail"] == "key sk-[REDACTED]"
+    assert first["arguments"] == {"content": "str[43]"}
+    assert second["message"] == "plain sk-[REDACTED]" and second["note"] == "sk-[REDACTED]"
+
+
+def test_a_formatter_without_the_filter_still_redacts() -> None:
+    from agent_runner.observability.logs import JsonFormatter
+
+    secret = "sk-" + "b" * 40
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    record.note = f"token={secret}"
+    line = JsonFormatter("mcp-api").format(record)
+    assert secret not in line and "[REDACTED]" in line
+
+
+def test_short_safe_tokens_skip_the_scan_but_no_secret_shape_does() -> None:
+    """The fast path for short tokens: the shortest secret shapes are 15 characters or need a space,
+    ':', '=' or '@'; and registered values of any length are still replaced."""
+    from agent_runner.observability import redaction
+    from agent_runner.observability.redaction import REDACTED, redact_text
+
+    for token in ("ok", "files/read", "2025-11-25", "tools/call", "0123456789abcdef"[:14]):
+        assert redact_text(token) == token
+    for secret in ("sk-ant-abcdefgh", "xoxb-1234567890", "pwd=hunter2", "bearer abcd", "https://u:p@h", "AKIA" + "A" * 16):
+        assert redact_text(secret) != secret, secret
+    # every pattern, on every string of the fast path's alphabet up to 14 characters built from its
+    # own minimal example, finds nothing (a pattern that could match a short token would fail here)
+    examples = ["sk-ant-abcdefg", "xoxb-123456789", "sk-abcdefghijk", "AKIAABCDEFGHIJ", "eyJabcde.eyJab", "ghp_abcdefghij"]
+    for example in examples:
+        assert len(example) <= 14 and redaction._SAFE_TOKEN.fullmatch(example)
+        assert all(not pattern.search(example) for pattern, _ in redaction._PATTERNS), example
+    try:
+        redaction.register_secret("hunter22")
+        assert redact_text("hunter22") == REDACTED
+    finally:
+        redaction.forget_secrets()

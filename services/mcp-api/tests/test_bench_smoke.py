@@ -6,6 +6,7 @@ not checked (machines are noisy), only that every server answered correctly and 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -42,3 +43,22 @@ def test_bench_script_runs_and_writes_its_report(tmp_path: Path) -> None:
     assert report["extras"]["_list_directory_entries_seen"] == 5000
     markdown = (tmp_path / "smoke.md").read_text()
     assert "| uvicorn1 | secure | modern | 4 |" in markdown and "req/s c/b" in markdown
+
+
+LOAD_MIX = REPO / "bench" / "load_mix.py"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="locust not installed (dev group)")
+def test_locust_mix_runs_every_client_kind_without_failures(tmp_path: Path) -> None:
+    """bench/locustfile.py through bench/load_mix.py for a few seconds: readers (both eras), writers,
+    command runners and agent runs against the instant model, all answered without a failure."""
+    args = [sys.executable, str(LOAD_MIX), "smoke", "--users", "13", "--seconds", "4", "--out", str(tmp_path)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "locust_smoke.json").read_text())
+    final = report["samples"][-1]
+    assert final["requests"] > 0 and final["failures"] == 0, report
+    assert final["rss_mb"] and final["rss_mb"] > 0
+    kinds = {line.split(",")[1] for line in report["per_request"].splitlines()[1:] if line.split(",")[1]}
+    assert {"modern read_file", "legacy read_file", "modern write_file"} <= kinds, kinds
+    assert kinds & {"legacy run_command", "modern agent_run"}, kinds

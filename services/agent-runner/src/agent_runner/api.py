@@ -10,6 +10,7 @@ stays free to answer health checks while a long grep runs.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import json
 import logging
@@ -46,6 +47,7 @@ from agent_runner.workspace.paths import Workspace
 
 logger = logging.getLogger(__name__)
 
+GC_FREEZE_ENV = "AGENT_RUNNER_GC_FREEZE"
 # A base64 write of MAX_WRITE_BYTES is 4/3 as large, plus JSON framing and escaping slack.
 MAX_BODY_BYTES = int(MAX_WRITE_BYTES * 1.4) + 64 * 1024
 
@@ -207,7 +209,12 @@ def _operation_endpoint(op: str, handler: Handler) -> Callable[[Request], Any]:
     async def work(request: Request, parsed: BaseModel) -> BaseModel:
         return await anyio.to_thread.run_sync(handler, request.app.state.workspace, parsed)
 
-    return _endpoint(op, *OPERATIONS[op], work)
+    async def read(request: Request, parsed: BaseModel) -> BaseModel:
+        # A hot, unchanged file is answered from the read cache without a thread hop.
+        cached = files.read_file_cached(request.app.state.workspace, parsed)  # type: ignore[arg-type]
+        return cached if cached is not None else await work(request, parsed)
+
+    return _endpoint(op, *OPERATIONS[op], read if handler is files.read_file else work)
 
 
 def _command_endpoint(op: str) -> Callable[[Request], Any]:
@@ -274,9 +281,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The start-up heap out of the cyclic GC's reach: full collections stop rescanning it (~2 ms
+        # instead of tens of ms per collection, a latency spike for every call in flight).
+        frozen = os.environ.get(GC_FREEZE_ENV, "1") != "0"
+        if frozen:
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
+            if frozen:
+                gc.unfreeze()
             # Jobs die with their runner: nothing a command started outlives it.
             if commands is not None:
                 await commands.aclose()

@@ -169,3 +169,16 @@ def dashboards_source():
 @pytest.fixture(scope="session")
 def alerts_source():
     return load_generator("alerts")
+
+
+@pytest.fixture
+def layer_lines() -> Iterator[None]:
+    """The per-layer lines of successful requests ("mcp request", "tool call"), written at DEBUG since
+    the access line carries their fields: turned on by name, the way an operator would."""
+    logger = logging.getLogger("mcp_api.mcp")
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)

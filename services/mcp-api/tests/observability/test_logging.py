@@ -86,7 +86,37 @@ def test_every_line_has_the_fields_in_order():
     assert line["timestamp"].endswith("Z") and line["level"] == "INFO" and line["service"] == "mcp-api"
 
 
-async def test_request_lines_carry_request_trace_tenant_method_tool_duration_outcome(http, json_logs, workspace):
+async def test_one_info_line_per_successful_request_carries_every_layer(http, json_logs, workspace):
+    """At INFO a successful tool call writes one line in mcp-api, the access line, with the fields of
+    the MCP and tool layers (their own lines are DEBUG unless something went wrong)."""
+    (workspace / "f.txt").write_text("x")
+    await Mcp(http=http).call("read_file", path="f.txt")  # starts the runner (a line of its own)
+    seen = len(json_logs.lines())
+    await Mcp(http=http).call("read_file", path="f.txt")
+    lines = [line for line in json_logs.lines()[seen:] if line["logger"].startswith("mcp_api")]
+    assert [line["message"] for line in lines] == ["http request"], lines
+    line = lines[0]
+    for name in FIELDS:
+        assert line[name] is not None, (name, line)
+    assert (line["mcp_method"], line["tool"], line["outcome"]) == ("tools/call", "read_file", "ok")
+    assert (line["mcp_outcome"], line["tool_outcome"], line["op"], line["era"]) == ("ok", "ok", "files/read", "legacy")
+    assert line["error_code"] is None and line["tool_ms"] > 0 and line["protocol_version"]
+
+
+async def test_a_failed_tool_call_keeps_its_own_line(http, json_logs, workspace):
+    result = await Mcp(http=http).call("read_file", path="missing.txt")
+    assert result.get("isError")
+    lines = json_logs.lines()
+    tool = next(line for line in lines if line["message"] == "tool call")
+    assert (tool["level"], tool["outcome"], tool["error_code"]) == ("INFO", "rejected", "not_found")
+    access = next(line for line in lines if line["message"] == "http request")
+    assert (access["tool_outcome"], access["mcp_outcome"], access["error_code"]) == ("rejected", "tool_error", "not_found")
+    assert access["request_id"] == tool["request_id"]
+
+
+async def test_request_lines_carry_request_trace_tenant_method_tool_duration_outcome(
+    http, json_logs, workspace, layer_lines
+):
     (workspace / "f.txt").write_text("x")
     await Mcp(http=http).call("read_file", path="f.txt")
     lines = json_logs.lines()

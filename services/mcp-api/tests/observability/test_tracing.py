@@ -54,7 +54,7 @@ async def _wait_for_runner_span(collector, name: str, trace_id: str, limit_s: fl
 
 
 async def test_trace_ids_in_logs_match_exported_spans_across_mcp_api_and_runner(
-    traced_http, spans, otlp_collector, json_logs, capfd, workspace
+    traced_http, spans, otlp_collector, json_logs, capfd, workspace, layer_lines
 ):
     (workspace / "t.txt").write_text("traced")
     mcp = Mcp(http=traced_http)
@@ -104,7 +104,9 @@ async def test_trace_ids_in_logs_match_exported_spans_across_mcp_api_and_runner(
     )  # fmt: skip
 
 
-async def test_traceparent_in_meta_continues_the_clients_trace(traced_http, spans, otlp_collector, json_logs, workspace):
+async def test_traceparent_in_meta_continues_the_clients_trace(
+    traced_http, spans, otlp_collector, json_logs, workspace, layer_lines
+):
     (workspace / "t.txt").write_text("traced")
     mcp = Mcp(http=traced_http, era="modern")
     body = mcp.body("tools/call", {"name": "read_file", "arguments": {"path": "t.txt"}})

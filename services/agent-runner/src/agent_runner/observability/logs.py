@@ -6,8 +6,12 @@ Every line is one JSON object with, in this order:
     duration_ms outcome
 
 (null when not known) followed by any extra fields of the call and `exc_info` for exceptions.
-`tenant` is a hash (context.hash_tenant), never the name. Secrets are removed by
-`RedactingFilter` before any handler formats the record and once more over the final fields.
+`tenant` is a hash (context.hash_tenant), never the name. Secrets are removed once per record:
+`event()` redacts its structured fields as it builds the record (so a foreign handler, e.g. a test
+harness's, never sees them in clear either) and marks the record; `RedactingFilter`, on every handler
+`make_handler` builds, redacts the message, exception and stack text, the client-influenced context
+fields and any extra field of records that did not come through `event()`; the JSON formatter scans
+the final fields again only for records that did not pass that filter (a handler built elsewhere).
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ _RECORD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))
 ) | {"message", "asctime", "taskName", "service", "trace_id", "span_id", *_CONTEXT_FIELDS}
 _MARK = "_secure_agent_handler"
+# Set by event() on records whose extra fields it already redacted.
+_FIELDS_REDACTED = "_fields_redacted"
+_FILTERED_KEY = "\x00redacted"
 
 
 def trace_ids() -> tuple[str | None, str | None]:
@@ -89,16 +96,21 @@ class RedactingFilter(logging.Filter):
         record.exc_info = None
         if record.stack_info:
             record.stack_info = redact_text(record.stack_info)
-        for key, value in list(vars(record).items()):
-            if key not in _RECORD_ATTRS and not key.startswith("_"):
-                setattr(record, key, redact_value(value, key))
+        # The tool name comes from the client's request: it could carry anything.
+        tool = getattr(record, "tool", None)
+        if isinstance(tool, str):
+            record.tool = redact_text(tool)
+        if not getattr(record, _FIELDS_REDACTED, False):
+            for key, value in list(vars(record).items()):
+                if key not in _RECORD_ATTRS and not key.startswith("_"):
+                    setattr(record, key, redact_value(value, key))
         record._redacted = True
         return True
 
 
 class JsonFormatter(_BaseJsonFormatter):
     def __init__(self, service: str = "secure-agent") -> None:
-        super().__init__(reserved_attrs=list(_RECORD_ATTRS | {"_redacted"}))
+        super().__init__(reserved_attrs=list(_RECORD_ATTRS | {"_redacted", _FIELDS_REDACTED}))
         self.service = service
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
@@ -116,9 +128,14 @@ class JsonFormatter(_BaseJsonFormatter):
                 log_data[key] = value
         for key, value in message_dict.items():
             log_data.setdefault(key, value)
+        if getattr(record, "_redacted", False):
+            log_data[_FILTERED_KEY] = True  # removed again by process_log_record
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        # Belt and braces: whatever reached the formatter is scanned once more.
+        if log_data.pop(_FILTERED_KEY, False):
+            # RedactingFilter already redacted every field of this record, once.
+            return log_data
+        # A record that did not pass the filter (a handler built elsewhere): scan the final fields.
         return redact_fields(log_data, skip=("timestamp", "level", "logger", "service", "trace_id", "span_id"))
 
 
@@ -241,4 +258,6 @@ def _is_default_handler(handler: logging.Handler) -> bool:
 def event(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
     """Log `message` with structured fields (redacted like everything else)."""
     if logger.isEnabledFor(level):
-        logger.log(level, message, extra={k: redact_value(v, k) for k, v in fields.items()}, stacklevel=2)
+        extra = {k: redact_value(v, k) for k, v in fields.items()}
+        extra[_FIELDS_REDACTED] = True
+        logger.log(level, message, extra=extra, stacklevel=2)

@@ -106,12 +106,20 @@ def forget_secrets() -> None:
         _registered_re = None
 
 
+# Short tokens of these characters ("ok", "files/read", "2025-11-25", a hex id) cannot hold a secret
+# shape above: every pattern needs a space, ':', '=' or '@', or matches at least 15 characters
+# (`sk-ant-` + 8, `xoxb-` + 10). They skip the pattern scan; registered values are still replaced.
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_./-]{1,14}")
+
+
 def redact_text(text: str) -> str:
     if not text:
         return text
     registered = _registered_re
     if registered is not None:
         text = registered.sub(REDACTED, text)
+    if len(text) <= 14 and _SAFE_TOKEN.fullmatch(text):
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -44,7 +44,7 @@ from agent_runner.protocol import (
     WriteFileRequest,
     WriteFileResult,
 )
-from agent_runner.workspace import syscalls
+from agent_runner.workspace import read_cache, syscalls
 from agent_runner.workspace.paths import (
     ROOT,
     Workspace,
@@ -107,29 +107,61 @@ def read_file(ws: Workspace, req: ReadFileRequest) -> ReadFileResult:
     path = normalize_path(req.path)
     fd, st = ws.open_regular(path)
     with os.fdopen(fd, "rb", buffering=_READ_CHUNK) as f:
-        head = f.read(SNIFF_BYTES)
-        if not _looks_binary(head):
-            f.seek(0)
-            window = _read_text_window(f, req.offset, req.limit, req.max_bytes)
-            try:
-                text = window.data.decode("utf-8")
-            except UnicodeDecodeError:
-                pass  # invalid UTF-8 past the sniffed prefix: the file is binary after all
-            else:
-                return ReadFileResult(
-                    path=path,
-                    size=st.st_size,
-                    mime_type=guess_mime(path) or "text/plain",
-                    encoding="utf-8",
-                    content=text,
-                    is_binary=False,
-                    truncated=window.truncated,
-                    start_line=req.offset,
-                    end_line=window.end_line,
-                    total_lines=window.total_lines,
-                )
+        if not read_cache.CACHE.cacheable(st):
+            return _read_open_file(f, path, st, req)
+        # The key is the fstat of the fd just opened (see read_cache for why it cannot go stale).
+        key = (*read_cache.stat_key(st), path, req.offset, req.limit, req.max_bytes)
+        result = read_cache.CACHE.get(key)
+        if result is None:
+            result = _read_open_file(f, path, st, req)
+            if read_cache.stat_key(os.fstat(f.fileno())) == key[:5]:  # unchanged while we read it
+                read_cache.CACHE.put(key, result, len(result.content) + 512)
+        return result
+
+
+def read_file_cached(ws: Workspace, req: ReadFileRequest) -> ReadFileResult | None:
+    """The cached answer for this read if the file is unchanged, else None: two syscalls (the same
+    openat2 resolution as read_file, and fstat), cheap enough for the event loop, so a hot read needs
+    no worker thread. Any error also gives None: read_file then runs and reports it properly."""
+    if not read_cache.CACHE.enabled:
+        return None
+    try:
+        path = normalize_path(req.path)
+        fd, st = ws.open_regular(path)
+    except Exception:  # noqa: BLE001 - read_file reports it
+        return None
+    try:
+        if not read_cache.CACHE.cacheable(st):
+            return None
+        return read_cache.CACHE.get((*read_cache.stat_key(st), path, req.offset, req.limit, req.max_bytes))
+    finally:
+        os.close(fd)
+
+
+def _read_open_file(f: BinaryIO, path: str, st: os.stat_result, req: ReadFileRequest) -> ReadFileResult:
+    head = f.read(SNIFF_BYTES)
+    if not _looks_binary(head):
         f.seek(0)
-        data = f.read(req.max_bytes + 1)
+        window = _read_text_window(f, req.offset, req.limit, req.max_bytes)
+        try:
+            text = window.data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # invalid UTF-8 past the sniffed prefix: the file is binary after all
+        else:
+            return ReadFileResult(
+                path=path,
+                size=st.st_size,
+                mime_type=guess_mime(path) or "text/plain",
+                encoding="utf-8",
+                content=text,
+                is_binary=False,
+                truncated=window.truncated,
+                start_line=req.offset,
+                end_line=window.end_line,
+                total_lines=window.total_lines,
+            )
+    f.seek(0)
+    data = f.read(req.max_bytes + 1)
     return ReadFileResult(
         path=path,
         size=st.st_size,

@@ -1,5 +1,10 @@
 """The outermost layer of mcp-api: request id, HTTP SERVER span, log context and the access line.
 
+The access line ("http request") is the one INFO line of a successful request: the MCP layer and the
+tool layer add their fields to it (`access_fields`: era, protocol_version, mcp_outcome, op,
+tool_outcome, error_code, tool_ms) instead of writing lines of their own; they write their own line
+("mcp request", "tool call") when their outcome is not ok, or at DEBUG.
+
 Pure ASGI, so SSE streams pass through unbuffered; the span and the access line end when the
 response (or the stream) does. A caller's `traceparent` header continues its trace; a
 `traceparent` in an MCP message's `params._meta` continues the client's trace for the MCP span
@@ -28,11 +33,13 @@ _PROPAGATED = (b"traceparent", b"tracestate", b"baggage")
 
 
 class _RequestSpan:
-    __slots__ = ("span", "mcp_trace_id")
+    __slots__ = ("span", "mcp_trace_id", "fields")
 
     def __init__(self, span: Span) -> None:
         self.span = span
         self.mcp_trace_id: str | None = None
+        # What inner layers (MCP method, tool) tell the access line: one line per request.
+        self.fields: dict[str, object] = {}
 
 
 _request_span: ContextVar[_RequestSpan | None] = ContextVar("secure_agent_request_span", default=None)
@@ -46,6 +53,15 @@ def outcome_of(status: int) -> str:
     if status == 429:
         return "rate_limited"
     return "rejected" if status < 500 else "error"
+
+
+def access_fields(**fields: object) -> None:
+    """Add fields to this request's access line ("http request"), the one INFO line of a successful
+    request; inner layers call it instead of writing their own line (they still do on failures, and
+    at DEBUG). Values are redacted with the line. Outside a request this does nothing."""
+    request = _request_span.get()
+    if request is not None:
+        request.fields.update(fields)
 
 
 def link_request_span(span_context: SpanContext) -> None:
@@ -123,4 +139,5 @@ class ObservabilityMiddleware:
                         duration_ms=round((time.perf_counter() - started) * 1000, 3),
                         outcome=outcome_of(status),
                         mcp_trace_id=request.mcp_trace_id,
+                        **request.fields,
                     )

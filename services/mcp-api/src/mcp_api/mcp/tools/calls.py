@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from ...auth.principal import Principal, current_principal
 from ...deps import Services
+from ...observability.http import access_fields
 from ...observability.metrics import TOOL_CALLS, TOOL_SECONDS
 from ...observability.tracing import tool_span
 from ...runners.base import DEFAULT_WORKSPACE, RunnerLimitError, RunnerStartError, WorkspaceNameError
@@ -97,9 +98,11 @@ async def run_op(
                 span.set_attribute("error.type", error_code)
             if outcome == "error":
                 span.set_status(Status(StatusCode.ERROR, error_code or "error"))
+            # One INFO line per request: a success only adds its fields to the access line.
+            access_fields(op=op, tool_outcome=outcome, error_code=error_code, tool_ms=round(elapsed * 1000, 3))
             event(
                 log,
-                logging.WARNING if outcome == "error" else logging.INFO,
+                logging.WARNING if outcome == "error" else logging.INFO if outcome != "ok" else logging.DEBUG,
                 "tool call",
                 op=op,
                 error_code=error_code,
