@@ -1,6 +1,7 @@
 """The SQLite restore drill of docs/backup-and-recovery.md, run command for command: a key and an agent
-conversation are created on a live server, the documented backup runs while it serves, the data dir is
-wiped, the documented restore and checks run, and a restarted server shows the conversation and file."""
+conversation are created on a live server, the documented backup (`secure-agent store backup`) runs
+while it serves, the data dir is wiped, the documented restore (`secure-agent store restore`) and checks
+run, and a restarted server shows the conversation and file."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_sqlite_restore_drill(tmp_path: Path) -> None:
 
         backup = h.run_bash(blocks["backup"], work, env)  # online, while the server serves
         assert backup.returncode == 0, backup.stdout + backup.stderr + "\n".join(map(str, work.rglob("*")))
-        assert "integrity ok" in backup.stdout
+        assert "integrity ok" in backup.stdout and "secure-agent store backup" in blocks["backup"]
     finally:
         server.stop()
         model.stop()
@@ -61,6 +62,8 @@ def test_sqlite_restore_drill(tmp_path: Path) -> None:
 
     restore = h.run_bash(blocks["restore"], work, env)
     assert restore.returncode == 0, restore.stdout + restore.stderr
+    assert "secure-agent store restore" in blocks["restore"] and "Restored" in restore.stdout
+    assert not list((work / ".data").glob("*.bak"))  # nothing was there to replace
     verify = h.run_bash(blocks["verify"], work, env)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert re.search(r"audit log intact: \d+ records", verify.stdout) and "keys restored" in verify.stdout

@@ -28,7 +28,7 @@ def test_the_glob_finds_the_guides() -> None:
 BAD = """# Bad doc
 
 See [missing](nope/missing.md) and `services/mcp-api/src/mcp_api/nothing_here.py`.
-Run `secure-agent keys rotate <key_id>` or `make chart-lint` (real); set `SECURE_AGENT_NO_SUCH_SETTING=1` or `SECURE_AGENT_RATE_LIMITS__NOPE`; fine: `SECURE_AGENT_SANDBOX__TIMEOUT_S`.
+Run `secure-agent keys rename <key_id>` or `make chart-lint` (real); set `SECURE_AGENT_NO_SUCH_SETTING=1` or `SECURE_AGENT_RATE_LIMITS__NOPE`; fine: `SECURE_AGENT_SANDBOX__TIMEOUT_S`.
 Open http://localhost:8080/nowhere (but http://localhost:8080/health is real).
 See [auth](security.md#no-such-heading), [fine](security.md#rate-limits), [here](#bad-doc), [gone](#nowhere).
 
@@ -42,7 +42,7 @@ a: [1, 2
 
 ```sh
 make no-such-target
-uv run secure-agent keys rotate --tenant acme
+uv run secure-agent keys rename --tenant acme
 uv run secure-agent keys create --tenant acme --scope root
 secure-agent keys list --jsn
 npx -y mcp-remote@0.14.0 http://localhost:8080/mcp
@@ -63,7 +63,7 @@ def test_the_check_catches_each_kind_of_mistake() -> None:
     expected = [
         ":3: link target nope/missing.md does not exist",
         ":3: `services/mcp-api/src/mcp_api/nothing_here.py` does not exist",
-        ":4: secure-agent keys rotate: no such subcommand",
+        ":4: secure-agent keys rename: no such subcommand",
         ":4: SECURE_AGENT_NO_SUCH_SETTING: no settings field 'no_such_setting'",
         ":4: SECURE_AGENT_RATE_LIMITS__NOPE: no settings field 'nope' in RateLimitSettings",
         ":5: http://localhost:8080/nowhere: the app has no such route",
@@ -72,7 +72,7 @@ def test_the_check_catches_each_kind_of_mistake() -> None:
         ":9: json block does not parse",
         ":13: yaml block does not parse",
         ":17: make no-such-target: no such target",
-        ":18: secure-agent keys rotate: no such subcommand",
+        ":18: secure-agent keys rename: no such subcommand",
         ":19: secure-agent keys create --scope root: not one of",
         ":20: secure-agent keys list: no option --jsn",
         ":21: npx mcp-remote@0.14.0: tools/node/package.json pins mcp-remote@0.15.1",

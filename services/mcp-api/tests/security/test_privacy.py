@@ -57,6 +57,7 @@ async def test_export_then_erase_a_tenant(app, http, settings, tmp_path):
         assert tar.extractfile("workspaces/default/notes/a.txt").read() == f"{MARK} data".encode()
         keys = json.load(tar.extractfile("api_keys.json"))
         assert keys[0]["key_id"] == info.key_id and "secret_hash" not in keys[0]
+        assert keys[0]["expires_at"] is None and keys[0]["revoked_at"] is None
         audit = json.load(tar.extractfile("audit.json"))
         assert {e["action"] for e in audit} >= {"key.create", "conversation.export"}
     assert (archive.stat().st_mode & 0o777) == 0o600

@@ -121,3 +121,27 @@ async def test_replicas_starting_together_migrate_once(backend, tmp_path: Path, 
     finally:
         for s in stores:
             await s.aclose()
+
+
+async def test_0002_adds_key_expiry_and_keeps_the_keys_of_a_0001_store(tmp_path: Path):
+    """A store of the first release (revision 0001) is upgraded in place: its keys stay, with no expiry."""
+    from alembic import command
+    from sqlalchemy import text
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'v1.db'}"
+    store = Store(url)
+    async with store.engine.begin() as conn:
+        await conn.run_sync(lambda c: command.upgrade(migrate.alembic_config(c), "0001"))
+        await conn.execute(
+            text(
+                "INSERT INTO api_keys (key_id, tenant, name, salt, secret_hash, scopes, created_at) "
+                "VALUES ('k1', 'acme', 'ci', 's', 'h', 'exec', '2026-01-01 00:00:00')"
+            )
+        )
+    await store.create_schema()
+    async with store.engine.connect() as conn:
+        assert await conn.run_sync(migrate.current_revision) == migrate.head_revision() == "0002"
+        rows = (await conn.execute(text("SELECT key_id, tenant, expires_at FROM api_keys"))).all()
+        assert [tuple(r) for r in rows] == [("k1", "acme", None)]
+        assert await conn.run_sync(_drift) == []
+    await store.aclose()

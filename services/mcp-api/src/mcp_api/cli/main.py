@@ -1,4 +1,4 @@
-"""secure-agent: serve, keys, manifest, doctor."""
+"""secure-agent: serve, keys, store, manifest, doctor."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..settings import Settings
 from ..store.store import Store
 from .envfiles import env_files
 from .security import SECURITY_COMMANDS, cli_actor
+from .store import parse_duration, store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,7 +100,8 @@ def keys_list(tenant: str | None, as_json: bool) -> None:
     infos = _with_keys(lambda svc: svc.list(tenant))
     rows = [
         {"key_id": i.key_id, "tenant": i.tenant, "name": i.name, "scopes": list(i.scopes),
-         "created_at": i.created_at.isoformat(), "revoked_at": i.revoked_at.isoformat() if i.revoked_at else None}
+         "created_at": i.created_at.isoformat(), "revoked_at": i.revoked_at.isoformat() if i.revoked_at else None,
+         "expires_at": i.expires_at.isoformat() if i.expires_at else None}
         for i in infos
     ]  # fmt: skip
     if as_json:
@@ -107,20 +109,53 @@ def keys_list(tenant: str | None, as_json: bool) -> None:
         return
     if not rows:
         click.echo("no keys")
-    for r in rows:
-        state = "revoked" if r["revoked_at"] else "active"
+    for info, r in zip(infos, rows, strict=True):
+        state = "revoked" if r["revoked_at"] else "active" if info.active else "expired"
+        if state == "active" and r["expires_at"]:
+            state = f"active until {r['expires_at']}"
         click.echo(f"{r['key_id']}  {r['tenant']:<16} {r['name']:<16} {state:<8} {' '.join(r['scopes'])}")
 
 
 @keys.command("revoke")
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
-    """Revoke a key by id; every process refuses it from its next request on (keys are not cached)."""
+    """Revoke a key by id; every process refuses it from its next request on (within
+    SECURE_AGENT_API_KEY_CACHE_TTL_S when that opt-in cache is on)."""
     try:
         info = _with_keys(lambda svc: svc.revoke(key_id, actor=cli_actor()))
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from exc
     click.echo(f"Revoked key {info.key_id} of tenant {info.tenant}.")
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.option(
+    "--grace", default="0", show_default=True, metavar="DURATION",
+    help="Keep the old key working this long (e.g. 90s, 15m, 24h, 7d), then refuse it. 0: revoke it now.",
+)  # fmt: skip
+def keys_rotate(key_id: str, grace: str) -> None:
+    """Replace a key with a new one (same tenant, name and scopes), print the new key once, and revoke
+    the old one now or after --grace."""
+    try:
+        grace_s = parse_duration(grace)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grace") from exc
+    try:
+        key, new, old = _with_keys(lambda svc: svc.rotate(key_id, grace_s=grace_s, actor=cli_actor()))
+    except KeyError as exc:
+        raise click.ClickException(exc.args[0]) from exc
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Created key {new.key_id} for tenant {new.tenant} with scopes {' '.join(new.scopes)} "
+               f"(rotated from {old.key_id}).")  # fmt: skip
+    if old.revoked_at is not None:
+        click.echo(f"Revoked key {old.key_id} of tenant {old.tenant}.")
+    else:
+        click.echo(f"Key {old.key_id} of tenant {old.tenant} keeps working until {old.expires_at.isoformat()}, "
+                   "then is refused.")  # fmt: skip
+    click.echo("Store it now; it cannot be shown again:")
+    click.echo(key)
 
 
 @main.command()
@@ -153,4 +188,5 @@ def doctor(as_json: bool) -> None:
 
 for _command in SECURITY_COMMANDS:  # audit, tenant, subject, retention
     main.add_command(_command)
+main.add_command(store)  # store backup | restore
 main.add_command(env_files)  # env-files: config/env/* generated from the settings model

@@ -117,7 +117,7 @@ async def erase_subject(ctx: PrivacyContext, actor: str, by: str) -> int:
 async def _export_keys(ctx: PrivacyContext, tenant: str, tar: tarfile.TarFile) -> dict:
     keys = [
         {"key_id": k.key_id, "name": k.name, "scopes": list(k.scopes), "created_at": k.created_at,
-         "revoked_at": k.revoked_at}
+         "revoked_at": k.revoked_at, "expires_at": k.expires_at}
         for k in await ctx.keys.list(tenant)
     ]  # fmt: skip
     _add_json(tar, "api_keys.json", keys)

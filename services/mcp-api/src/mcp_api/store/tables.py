@@ -24,6 +24,8 @@ class ApiKey(Base):
     scopes: Mapped[str] = mapped_column(Text)  # space-separated, as in OAuth
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=None)
+    # Set by `keys rotate --grace`: the key is refused from then on, as if revoked (auth/api_keys.py).
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=None)
 
 
 class AuditEvent(Base):
