@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,6 +26,12 @@ needs_engine = pytest.mark.skipif(
 )
 
 
+# conmon writes an `oom` marker into its working directory when a container is OOM-killed (the
+# memory-limit test does that on purpose): run the engine from a scratch directory, not the checkout.
+ENGINE_CWD = tempfile.mkdtemp(prefix="secure-agent-engine-cwd-")
+atexit.register(shutil.rmtree, ENGINE_CWD, True)
+
+
 def engine_env() -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
 
@@ -32,7 +40,8 @@ def podman(
     *args: str, check: bool = True, timeout: float = 120, input: str | None = None
 ) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        ["podman", *args], env=engine_env(), capture_output=True, text=True, timeout=timeout, input=input
+        ["podman", *args], env=engine_env(), capture_output=True, text=True, timeout=timeout, input=input,
+        cwd=ENGINE_CWD,
     )
     if check and proc.returncode != 0:
         raise AssertionError(

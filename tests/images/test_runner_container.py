@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from agent_runner.client import RunnerClient
 from agent_runner.sandbox.seccomp_profile import render
-from images_helpers import ROOT, engine_env, free_port, needs_engine, podman, unique_name
+from images_helpers import ENGINE_CWD, ROOT, engine_env, free_port, needs_engine, podman, unique_name
 from mcp_api.runners.kubernetes import pods
 from mcp_api.runners.kubernetes.podman import podman_run, write_secret
 
@@ -137,7 +137,9 @@ def runner(images, tmp_path_factory):
         pids_limit=PIDS_LIMIT,
         name=name,
     )
-    started = subprocess.run(run.argv, env=engine_env(), capture_output=True, text=True, timeout=120)
+    started = subprocess.run(
+        run.argv, env=engine_env(), capture_output=True, text=True, timeout=120, cwd=ENGINE_CWD
+    )
     try:
         assert started.returncode == 0, started.stderr
         client_args = {"token": token, "base_url": f"http://127.0.0.1:{port}", "timeout": 30.0}
