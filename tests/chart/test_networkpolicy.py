@@ -31,24 +31,17 @@ def test_runner_policy_matches_the_code(case: str) -> None:
     runner_ns = one(docs, "ConfigMap", "settings")["data"]["SECURE_AGENT_KUBERNETES__NAMESPACE"]
     assert policy["metadata"]["namespace"] == runner_ns
     mcp_labels = one(docs, "Deployment", "mcp-api")["spec"]["selector"]["matchLabels"]
-    egress = [
-        {
-            "cidr": r["cidr"],
-            "ports": [{"port": p, "protocol": r.get("protocol", "TCP")} for p in r.get("ports", [])],
-        }
-        for r in one(docs, "AgentProfile")["spec"]["sandbox"].get("egress", [])
-    ]
-    expected = runner_network_policy(
-        runner_ns, mcp_api_namespace=NAMESPACE, mcp_api_labels=mcp_labels, egress=egress
-    )
+    expected = runner_network_policy(runner_ns, mcp_api_namespace=NAMESPACE, mcp_api_labels=mcp_labels, egress=[])
     assert policy["spec"] == expected["spec"]
 
 
-def test_runner_egress_follows_the_profile() -> None:
-    policy = _policies(render_case("production"))["sa-secure-agent-runner"]
-    assert policy["spec"]["egress"] == [
-        {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 443}]}
-    ]
+def test_runner_egress_is_left_to_the_profiles_own_policies() -> None:
+    """The chart's runner policy allows no egress even when the default profile lists some: mcp-api
+    keeps one NetworkPolicy per AgentProfile (runners/kubernetes/egress.py), so a restricted profile's
+    pods never inherit the default profile's egress."""
+    docs = render_case("production")
+    assert one(docs, "AgentProfile")["spec"]["sandbox"]["egress"], "production values should list egress"
+    assert _policies(docs)["sa-secure-agent-runner"]["spec"]["egress"] == []
     assert _policies(render_case("default"))["sa-secure-agent-runner"]["spec"]["egress"] == []
 
 

@@ -1,6 +1,7 @@
 """ServiceAccounts and RBAC: the exact, minimal rules. mcp-api gets pods create/get/list/watch/patch/
-delete plus per-pod token Secrets create/get/delete in the runner namespace (the code's own
-manifests.runner_rbac, which launcher.py needs), and agentprofiles get/list/watch + agentprofiles/status
+delete, per-pod token Secrets create/get/delete and the per-profile egress NetworkPolicies
+get/list/create/patch/delete in the runner namespace (the code's own manifests.runner_rbac, which
+launcher.py and egress.py need), and agentprofiles get/list/watch + agentprofiles/status
 patch in its namespace. Nothing cluster-wide; the runner ServiceAccount mounts no token."""
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def test_exact_rules(case: str) -> None:
     assert manager["metadata"]["namespace"] == runner_ns
     assert _rules(manager) == {
         ("", "pods", v) for v in ("create", "get", "list", "watch", "patch", "delete")
-    } | {("", "secrets", v) for v in ("create", "get", "delete")}
+    } | {("", "secrets", v) for v in ("create", "get", "delete")} | {
+        ("networking.k8s.io", "networkpolicies", v) for v in ("get", "list", "create", "patch", "delete")
+    }
     profiles = roles["sa-secure-agent-agentprofiles"]
     assert profiles["metadata"]["namespace"] == NAMESPACE
     assert _rules(profiles) == {
@@ -63,6 +66,9 @@ def test_service_accounts() -> None:
     runner = accounts["sa-secure-agent-runner"]
     assert runner["automountServiceAccountToken"] is False
     assert runner["metadata"]["namespace"] == "secure-agent-runners"
+    # mcp-api puts runner pods on that account (not the namespace's default one).
+    env = one(docs, "ConfigMap", "settings")["data"]
+    assert env["SECURE_AGENT_KUBERNETES__SERVICE_ACCOUNT_NAME"] == "sa-secure-agent-runner"
 
 
 def test_rbac_can_be_disabled() -> None:

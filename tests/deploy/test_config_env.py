@@ -99,7 +99,7 @@ def test_every_setting_is_listed_once_with_a_meaning(path: Path) -> None:
         assert sample in names
     text = path.read_text()
     for leaf in envfiles.leaves():
-        assert leaf.description, f"{leaf.dotted} has no description in the model (nor a fallback)"
+        assert leaf.description, f"{leaf.dotted} has no description in the model : add Field(description=...)"
         block = text.split(f"{leaf.env}=")[0].rsplit("\n\n", 1)[-1]
         assert "# type: " in block and "default: " in block, (leaf.env, block)
 

@@ -26,7 +26,7 @@ CHART_MANAGED = {
     "profiles.namespace",
     "kubernetes.namespace", "kubernetes.in_cluster", "kubernetes.image", "kubernetes.image_pull_policy",
     "kubernetes.port", "kubernetes.seccomp", "kubernetes.seccomp_localhost_profile",
-    "kubernetes.runtime_class_name", "kubernetes.warm_pool_size", "kubernetes.profile",
+    "kubernetes.runtime_class_name", "kubernetes.service_account_name", "kubernetes.warm_pool_size", "kubernetes.profile",
     "kubernetes.cpu_request", "kubernetes.cpu_limit", "kubernetes.memory_request", "kubernetes.memory_limit",
     "kubernetes.ephemeral_storage_limit", "kubernetes.workspace_size_limit", "kubernetes.tmp_size_limit",
     "kubernetes.active_deadline_s",

@@ -183,6 +183,7 @@ app.kubernetes.io/component: {{ .component }}
   "active_deadline_s" .Values.runners.activeDeadlineSeconds
 }}
 {{- if .Values.runners.runtimeClassName }}{{ $_ := set $k8s "runtime_class_name" .Values.runners.runtimeClassName }}{{ end }}
+{{- if .Values.runners.serviceAccount.create }}{{ $_ := set $k8s "service_account_name" (include "secure-agent.runners.serviceAccountName" .) }}{{ end }}
 {{- $chart := dict
   "host" "0.0.0.0"
   "port" .Values.mcpApi.port

@@ -14,6 +14,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.routing import Route
 
 from . import __version__
+from .agent.providers import preload as preload_providers
 from .bootstrap import banner, ensure_dev_key
 from .deps import Services, build_services
 from .http.service import router as service_router
@@ -23,6 +24,7 @@ from .mcp.transport import McpTransport
 from .observability.http import ObservabilityMiddleware
 from .observability.instrument import InstrumentedRunners, instrument_store, probe_forever
 from .observability.logging import apply_secrets, setup_logging
+from .observability.runtime import freeze_startup_heap, unfreeze_heap
 from .observability.tracing import setup_tracing
 from .plugins import PluginContext, load_plugins
 from .security.wiring import secure_mcp_endpoint, security_lifespan_tasks, security_middleware
@@ -55,6 +57,10 @@ def create_app(
         setup_logging(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await services.store.create_schema()
+        if services.profiles is not None:  # loaded before the first request, followed until shutdown
+            await services.profiles.start()
+        # Before the heap is frozen and before the first request: see agent/providers/preload.
+        await asyncio.to_thread(preload_providers, {p.kind for p in settings.agent.providers.values()})
         dev = await ensure_dev_key(settings, services.keys)
         if announce:
             print(banner(settings, dev), file=sys.stdout, flush=True)
@@ -62,16 +68,21 @@ def create_app(
             probe_forever(services, settings.metrics.probe_interval_s), name="secure-agent-readiness-probe"
         )
         security_tasks = security_lifespan_tasks(services)
+        frozen = freeze_startup_heap(settings.gc_freeze)  # observability/runtime.py: p99 and CPU
         async with transport.running():
             try:
                 yield
             finally:
+                if frozen:
+                    unfreeze_heap()
                 for task in security_tasks:
                     task.cancel()
                 await asyncio.gather(*security_tasks, return_exceptions=True)
                 probe.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await probe
+                if services.profiles is not None:
+                    await services.profiles.stop()
                 await services.aclose()
 
     app = FastAPI(

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from .agent.loop import SecureAgent
 from .auth.api_keys import ApiKeyService
+from .profiles.service import ProfileService
 from .runners.base import RunnerBackend
 from .runners.local import LocalRunnerBackend
 from .security.audit import AuditLog
@@ -33,6 +34,8 @@ class Services:
     limiter: RateLimiter | None = field(default=None)
     # The SecureAgent (agent/loop.py), built once per app; tests swap its providers.
     agent: SecureAgent | None = field(default=None)
+    # AgentProfiles in force (profiles/service.py): tools, limits, policy, models per tenant.
+    profiles: ProfileService | None = field(default=None)
 
     async def aclose(self) -> None:
         if self.agent is not None:
@@ -45,11 +48,12 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     store = Store(settings.store_url)
+    profiles = ProfileService(settings)
     runners: RunnerBackend
     if settings.runner.backend == "kubernetes":
         from .runners.kubernetes.backend import KubernetesRunnerBackend  # the client loads only here
 
-        runners = KubernetesRunnerBackend.from_settings(settings)
+        runners = KubernetesRunnerBackend.from_settings(settings, profiles=profiles)
     else:
         runners = LocalRunnerBackend(
             settings.workspaces_dir,
@@ -57,13 +61,16 @@ def build_services(settings: Settings) -> Services:
             settings.runner,
             settings.sandbox,
             max_per_tenant=settings.rate_limits.max_runners_per_tenant or None,
+            sandbox_for=lambda tenant: profiles.for_tenant(tenant).sandbox,
+            max_per_tenant_for=lambda tenant: profiles.for_tenant(tenant).max_runners,
         )
     audit = AuditLog(store, StorageRedactor(settings.privacy))
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     return Services(
-        settings=settings, store=store, keys=ApiKeyService(store, audit), runners=runners, audit=audit,
-        limiter=RateLimiter(settings.rate_limits, redis_url),
-        agent=SecureAgent(settings.agent, store, audit=audit),
+        settings=settings, store=store, keys=ApiKeyService(store, audit, cache_ttl_s=settings.api_key_cache_ttl_s), runners=runners, audit=audit,
+        limiter=RateLimiter(settings.rate_limits, redis_url,
+                            inflight_cap_for=lambda tenant: profiles.for_tenant(tenant).max_inflight_tool_calls),
+        agent=SecureAgent(settings.agent, store, audit=audit), profiles=profiles,
     )  # fmt: skip
 
 

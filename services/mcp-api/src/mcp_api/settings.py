@@ -48,18 +48,27 @@ class KubernetesSettings(BaseModel):
         None, description="Kubernetes API URL overriding in-cluster/kubeconfig discovery."
     )
     image: str = Field("secure-agent/agent-runner:latest", description="The agent-runner image.")
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field("IfNotPresent")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="imagePullPolicy of the runner pods."
+    )
     port: int = Field(8700, ge=1024, le=65535, description="Port the runner listens on inside the pod.")
     seccomp: Literal["Localhost", "RuntimeDefault"] = Field(
         "Localhost", description="Localhost uses profiles/agent-runner.json installed on every node."
     )
-    seccomp_localhost_profile: str = Field("profiles/agent-runner.json")
+    seccomp_localhost_profile: str = Field(
+        "profiles/agent-runner.json",
+        description="Localhost seccomp profile path, relative to the kubelet's seccomp dir (/var/lib/kubelet/seccomp).",
+    )
     runtime_class_name: str | None = Field(None, description="e.g. gvisor or kata; none uses the default.")
-    cpu_request: str = Field("100m")
-    cpu_limit: str = Field("1")
-    memory_request: str = Field("256Mi")
-    memory_limit: str = Field("1Gi")
-    ephemeral_storage_limit: str = Field("2Gi")
+    service_account_name: str | None = Field(
+        None,
+        description="ServiceAccount of the runner pods (its token is never mounted); none: the namespace's default.",
+    )
+    cpu_request: str = Field("100m", description="CPU request of a runner pod.")
+    cpu_limit: str = Field("1", description="CPU limit of a runner pod.")
+    memory_request: str = Field("256Mi", description="Memory request of a runner pod.")
+    memory_limit: str = Field("1Gi", description="Memory limit of a runner pod.")
+    ephemeral_storage_limit: str = Field("2Gi", description="Ephemeral-storage limit of a runner pod.")
     workspace_size_limit: str = Field("1Gi", description="sizeLimit of the emptyDir workspace.")
     workspace_pvc: str | None = Field(
         None, description="Use this PVC (persistent workspaces) instead of emptyDir."
@@ -69,16 +78,40 @@ class KubernetesSettings(BaseModel):
     owner_api_version: str | None = Field(
         None, description="Owner of runner pods (the release's Deployment)."
     )
-    owner_kind: str | None = Field(None)
-    owner_name: str | None = Field(None)
-    owner_uid: str | None = Field(None)
+    owner_kind: str | None = Field(None, description="Kind of the owner of runner pods (see owner_api_version).")
+    owner_name: str | None = Field(None, description="Name of the owner of runner pods (see owner_api_version).")
+    owner_uid: str | None = Field(None, description="UID of the owner of runner pods (see owner_api_version).")
     warm_pool_size: int = Field(2, ge=0, description="Idle pre-started pods kept per profile.")
     profile: str = Field("default", description="Profile name of the pods this replica starts and claims.")
     ready_timeout_s: float = Field(120.0, gt=0, description="How long a new pod may take to become ready.")
     api_timeout_s: float = Field(10.0, gt=0, description="Timeout of one Kubernetes API call.")
     api_retries: int = Field(4, ge=0, description="Retries of a safe API call after 429, 5xx or a timeout.")
-    refill_interval_s: float = Field(5.0, gt=0)
-    reconcile_interval_s: float = Field(60.0, gt=0)
+    refill_interval_s: float = Field(5.0, gt=0, description="How often the warm pool is topped up.")
+    reconcile_interval_s: float = Field(
+        60.0, gt=0, description="How often runner pods are reconciled with the store (orphans removed)."
+    )
+    workspace_noexec_mount: bool = Field(
+        False,
+        description="Mount the workspace with volumeMounts[].bindMountOptions noexec (alpha in Kubernetes "
+        "1.37, needs its feature gate; older API servers drop the field or reject the pod). Off: noexec "
+        "rests on the runner's Landlock EXECUTE right, as /diagnostics says.",
+    )
+
+
+class ProfileSettings(BaseModel):
+    """Where AgentProfiles come from (mcp_api.profiles): YAML files locally, custom resources on Kubernetes."""
+
+    directory: Path | None = Field(
+        Path("config/profiles"),
+        description="Local AgentProfile YAML files (*.yaml), re-read when they change; null: none. With "
+        "`runner.backend=kubernetes` the namespace's AgentProfile custom resources are used instead.",
+    )
+    poll_interval_s: float = Field(2.0, gt=0, description="How often the profile directory is checked.")
+    namespace: str | None = Field(
+        None,
+        description="Namespace whose AgentProfile resources are watched (kubernetes backend); default: "
+        "this pod's namespace, else `kubernetes.namespace`.",
+    )
 
 
 def _policy_field(name: str):
@@ -190,6 +223,21 @@ class Settings(BaseSettings):
         "list (a Secret) so a retry may land on any of them. Empty: a random key per process.",
     )
     dev_tenant: str = Field("dev", description="Tenant that owns the dev API key created at first start.")
+    gc_freeze: bool = Field(
+        True,
+        description="Move the objects that exist after start-up out of the garbage collector's reach "
+        "(gc.freeze): full collections then take ~2 ms instead of ~125 ms. false: the interpreter default.",
+    )
+    api_key_cache_ttl_s: float = Field(
+        0.0,
+        ge=0,
+        le=30,
+        description="Opt-in: how long a verified API key is trusted without asking the store again. A "
+        "revoked or erased key is then refused at once by the process that revoked it but only within "
+        "this many seconds by every other process and replica. 0 (default): every request is checked "
+        "against the store (concurrent checks of one key share one lookup), so revocation is immediate "
+        "everywhere.",
+    )
     public_url: str | None = Field(
         None, description="External base URL (e.g. https://mcp.example.com) shown in configs and metadata."
     )
@@ -222,6 +270,7 @@ class Settings(BaseSettings):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)

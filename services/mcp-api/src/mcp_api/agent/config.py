@@ -38,7 +38,9 @@ class ModelAssignment(BaseModel):
 class SupervisorPolicy(BaseModel):
     """What the agent may do; checked for every tool call the model proposes."""
 
-    allowed_tools: list[str] = Field(default_factory=lambda: list(WORKSPACE_TOOLS))
+    allowed_tools: list[str] = Field(
+        default_factory=lambda: list(WORKSPACE_TOOLS), description="Tools the agent may call at all."
+    )
     ask_tools: list[str] = Field(default_factory=list, description="Tools that need a human approval.")
     allowed_paths: list[str] = Field(default_factory=lambda: ["**"], description="Glob patterns (fnmatch).")
     denied_paths: list[str] = Field(

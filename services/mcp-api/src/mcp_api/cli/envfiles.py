@@ -34,26 +34,6 @@ from ..settings import SECRET_FIELDS, Settings
 PREFIX = Settings.model_config.get("env_prefix", "SECURE_AGENT_")
 DELIMITER = Settings.model_config.get("env_nested_delimiter", "__")
 
-# Meanings of the few fields the model declares without a description. The test of config/env fails
-# when a field has neither, so a new setting cannot land undocumented. (Better: move these into
-# Field(description=...) in the models; the model's own description always wins.)
-FALLBACK_DESCRIPTIONS: dict[str, str] = {
-    "kubernetes.image_pull_policy": "imagePullPolicy of the runner pods.",
-    "kubernetes.seccomp_localhost_profile": "Localhost seccomp profile path, relative to the kubelet's "
-    "seccomp dir (/var/lib/kubelet/seccomp).",
-    "kubernetes.cpu_request": "CPU request of a runner pod.",
-    "kubernetes.cpu_limit": "CPU limit of a runner pod.",
-    "kubernetes.memory_request": "Memory request of a runner pod.",
-    "kubernetes.memory_limit": "Memory limit of a runner pod.",
-    "kubernetes.ephemeral_storage_limit": "Ephemeral-storage limit of a runner pod.",
-    "kubernetes.owner_kind": "Kind of the owner of runner pods (see owner_api_version).",
-    "kubernetes.owner_name": "Name of the owner of runner pods (see owner_api_version).",
-    "kubernetes.owner_uid": "UID of the owner of runner pods (see owner_api_version).",
-    "kubernetes.refill_interval_s": "How often the warm pool is topped up.",
-    "kubernetes.reconcile_interval_s": "How often runner pods are reconciled with the store.",
-    "agent.policy.allowed_tools": "Tools the agent may call at all.",
-}
-
 
 @dataclass(frozen=True)
 class Leaf:
@@ -73,7 +53,7 @@ class Leaf:
 
     @property
     def description(self) -> str | None:
-        return self.info.description or FALLBACK_DESCRIPTIONS.get(self.dotted)
+        return self.info.description
 
     @property
     def secret(self) -> bool:

@@ -57,6 +57,21 @@ async def require_admin(request: Request, services: Services = Depends(get_servi
     return principal
 
 
+def workspace_noexec(settings) -> dict:
+    """What stops a command from executing a file written into the workspace."""
+    if settings.runner.backend != "kubernetes":
+        return {"mount": "local runner: noexec idmapped mount where the runner is root (see sandbox)",
+                "landlock": "no EXECUTE right in the workspace"}  # fmt: skip
+    if settings.kubernetes.workspace_noexec_mount:
+        return {"mount": "bindMountOptions [noexec, nosuid, nodev] (Kubernetes 1.37 alpha, VolumeBindMountOptions)",
+                "landlock": "no EXECUTE right in the workspace"}  # fmt: skip
+    return {
+        "mount": "none: emptyDir cannot be mounted noexec without bindMountOptions "
+        "(SECURE_AGENT_KUBERNETES__WORKSPACE_NOEXEC_MOUNT is off)",
+        "landlock": "noexec relies on Landlock's EXECUTE right: the runner grants no EXECUTE in the workspace",
+    }
+
+
 @router.get("/diagnostics", tags=["service"])
 async def diagnostics(
     _: Principal = Depends(require_admin), services: Services = Depends(get_services)
@@ -70,6 +85,8 @@ async def diagnostics(
         "runner_backend": {"name": status.backend, "healthy": status.healthy, "runners": status.runners,
                            **status.detail},
         "sandbox": await asyncio.to_thread(cached_probe, services.settings.sandbox),
+        "workspace_noexec": workspace_noexec(services.settings),
+        "profiles": services.profiles.diagnostics() if services.profiles is not None else None,
         "dependencies": await check_dependencies(services),
         "observability": observability_status(services.settings),
         "settings": redacted(services.settings),

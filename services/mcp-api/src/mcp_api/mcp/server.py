@@ -10,21 +10,24 @@ from agent_runner.observability import context as log_context
 from agent_runner.observability.logs import event
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.request_state import RequestStateSecurity
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, Resource
+from mcp.types import Tool as MCPTool
 from opentelemetry import trace
 from pydantic import ValidationError
 
 from .. import __version__
 from ..deps import Services
-from ..observability.http import link_request_span
+from ..observability.http import access_fields, link_request_span
 from ..observability.metrics import MCP_REQUEST_SECONDS, MCP_REQUESTS, era_of
 from . import prompts, resources
 from .tools import agent as agent_tools
 from .tools import conversations as conversation_tools
 from .tools import exec as exec_tools
 from .tools import files
+from .tools.gate import allowed_tools, check_tool_allowed, tool_allowed
 
 log = logging.getLogger(__name__)
 SERVER_NAME = "secure-agent"
@@ -41,10 +44,41 @@ class SecureAgentMCP(MCPServer):
     def __init__(self, services: Services, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._services = services
+        # tools/list as built from the registered tools, rebuilt when they change (compared by identity).
+        self._listed: tuple[tuple[Any, ...], list[MCPTool]] | None = None
+
+    async def list_tools(self) -> list[MCPTool]:
+        """tools/list without the tools the caller's AgentProfile does not allow (spec.allowedTools).
+
+        The full list is built once and reused while the registered tools are the same objects; the
+        profile filter runs on every call, so a profile change shows at once."""
+        registered = tuple(self._tool_manager.list_tools())
+        listed = self._listed
+        if listed is None or len(listed[0]) != len(registered) or any(
+            a is not b for a, b in zip(listed[0], registered, strict=True)
+        ):
+            listed = self._listed = (registered, await super().list_tools())
+        return allowed_tools(self._services, list(listed[1]))
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        # Every tools/call passes here, the agent's own tool calls included (agent/loop.py).
+        check_tool_allowed(self._services, name)
+        return await super().call_tool(name, arguments, context)
 
     async def list_resources(self) -> list[Resource]:
         static = await super().list_resources()
+        if not tool_allowed(self._services, "read_file"):
+            return static  # workspace files as resources are read_file by another door
         return static + await resources.list_workspace_resources(self._services)
+
+    async def read_resource(self, uri: Any, context: Any = None) -> Any:
+        if str(uri).startswith("workspace://") and not tool_allowed(self._services, "read_file"):
+            # The same refusal as the tool: a profile that withholds read_file withholds the files.
+            try:
+                check_tool_allowed(self._services, "read_file")
+            except ToolError as exc:
+                raise ResourceError(str(exc)) from None
+        return await super().read_resource(uri, context)
 
 
 async def _metrics_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -83,9 +117,11 @@ async def _metrics_middleware(ctx: ServerRequestContext[Any, Any], call_next: Ca
             current = log_context.current()
             if current is not None and current.tenant:
                 span.set_attribute("secure_agent.tenant", current.tenant)
+            # One INFO line per request: a success only adds its fields to the access line.
+            access_fields(era=era, protocol_version=ctx.protocol_version, mcp_outcome=outcome)
             event(
                 log,
-                logging.WARNING if outcome == "error" else logging.INFO,
+                logging.WARNING if outcome == "error" else logging.INFO if outcome != "ok" else logging.DEBUG,
                 "mcp request",
                 era=era,
                 protocol_version=ctx.protocol_version,

@@ -21,6 +21,10 @@ from .model import DEFAULT_PROFILE, AgentProfileSpec, format_validation_error
 log = logging.getLogger(__name__)
 
 
+class SpecRejected(ValueError):
+    """Raised by `ProfileRegistry.check`; the message names the field (`spec.sandbox.limits.x: ...`)."""
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     valid: bool
@@ -55,6 +59,9 @@ class EffectiveProfile:
 @dataclass
 class ProfileRegistry:
     default_spec: AgentProfileSpec = field(default_factory=AgentProfileSpec)
+    # Checks a spec against what only the app knows (e.g. its limits merged onto the replica's
+    # settings still make a valid sandbox policy); raises ValueError with the reason.
+    check: Callable[[AgentProfileSpec], None] | None = None
     _states: dict[str, ProfileState] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _listeners: list[Callable[[str], None]] = field(default_factory=list)
@@ -72,10 +79,14 @@ class ProfileRegistry:
                 if raw_spec is not None and not isinstance(raw_spec, dict):
                     raise ValueError(f"spec must be a mapping, not {type(raw_spec).__name__}")
                 spec = AgentProfileSpec.model_validate(raw_spec or {})
+                if self.check is not None:
+                    self.check(spec)
             except ValidationError as exc:
                 result = ApplyResult(
                     False, "ValidationFailed", format_validation_error(exc), generation, False
                 )
+            except SpecRejected as exc:
+                result = ApplyResult(False, "ValidationFailed", str(exc), generation, False)
             except ValueError as exc:
                 result = ApplyResult(False, "ValidationFailed", f"spec: {exc}", generation, False)
             else:
@@ -158,6 +169,11 @@ class ProfileRegistry:
     def subscribe(self, callback: Callable[[str], None]) -> None:
         """`callback(profile_name)` after a spec in force changes (e.g. to resize a warm pool)."""
         self._listeners.append(callback)
+
+    def unsubscribe(self, callback: Callable[[str], None]) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
 
     def _notify(self, name: str) -> None:
         for callback in list(self._listeners):

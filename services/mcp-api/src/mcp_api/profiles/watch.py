@@ -199,6 +199,9 @@ class ProfileWatcher:
             raise
         self._resp = resp
         try:
+            if self._stop.is_set():
+                # stop() ran while the request was being made and saw no response to shut down.
+                return
             for line in iter_resp_lines(resp):
                 if self._stop.is_set():
                     return

@@ -12,6 +12,7 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class _Runner:
     client: RunnerClient
     socket_path: Path
     last_used: float
+    sandbox: SandboxSettings  # the command limits it was started with (its --sandbox policy)
 
 
 class LocalRunnerBackend:
@@ -46,11 +48,17 @@ class LocalRunnerBackend:
         settings: RunnerSettings,
         sandbox: SandboxSettings | None = None,
         max_per_tenant: int | None = None,
+        sandbox_for: Callable[[str], SandboxSettings] | None = None,
+        max_per_tenant_for: Callable[[str], int | None] | None = None,
     ) -> None:
         self.workspaces_dir = workspaces_dir
         self.settings = settings
         self.sandbox = sandbox or SandboxSettings()
+        # The tenant's command limits (its AgentProfile's spec.sandbox.limits over `sandbox`).
+        self.sandbox_for = sandbox_for or (lambda _tenant: self.sandbox)
         self.max_per_tenant = max_per_tenant
+        # The tenant's runner cap (its AgentProfile's spec.quotas.maxRunners over max_per_tenant).
+        self.max_per_tenant_for = max_per_tenant_for or (lambda _tenant: self.max_per_tenant)
         self._run_dir_wanted = run_dir
         self._run_dir: Path | None = None
         self._runners: dict[tuple[str, str], _Runner] = {}
@@ -78,27 +86,33 @@ class LocalRunnerBackend:
 
     async def client_for(self, tenant: str, workspace: str) -> RunnerClient:
         key = (tenant, validate_workspace(workspace))
+        sandbox = self.sandbox_for(tenant)
         runner = self._runners.get(key)
-        if runner and runner.process.returncode is None:
+        if runner and runner.process.returncode is None and runner.sandbox == sandbox:
             runner.last_used = time.monotonic()
             return runner.client
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             runner = self._runners.get(key)
-            if runner and runner.process.returncode is None:
+            if runner and runner.process.returncode is None and runner.sandbox == sandbox:
                 runner.last_used = time.monotonic()
                 return runner.client
-            if runner:  # it died: forget it and start afresh
+            if runner:
+                # It died, or the tenant's limits changed: the runner applies its sandbox policy from
+                # its start (the runner protocol carries no per-command policy beyond timeout_s), so a
+                # new policy needs a new runner. The workspace files stay; its jobs end with it.
+                if runner.process.returncode is None:
+                    log.info("restarting runner for %s/%s: its profile's sandbox limits changed", *key)
                 await self._stop(key)
             await self._make_room_for(key[0])
             if len(self._runners) >= self.settings.max_runners:
                 await self._evict_idlest()
-            runner = await self._start(*key)
+            runner = await self._start(*key, sandbox)
             self._runners[key] = runner
             self._ensure_reaper()
             return runner.client
 
-    async def _start(self, tenant: str, workspace: str) -> _Runner:
+    async def _start(self, tenant: str, workspace: str, sandbox: SandboxSettings) -> _Runner:
         workdir = self.workspace_dir(tenant, workspace)
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         workspace_id = f"{tenant}/{workspace}"
@@ -111,7 +125,7 @@ class LocalRunnerBackend:
             sys.executable, "-m", "agent_runner", "serve",
             "--workspace", str(workdir), "--workspace-id", workspace_id,
             "--uds", str(socket_path), "--token-stdin", "--exit-with-parent",
-            "--sandbox", json.dumps(self.sandbox.model_dump(mode="json")),
+            "--sandbox", json.dumps(sandbox.model_dump(mode="json")),
             stdin=asyncio.subprocess.PIPE,
             env=_runner_env(),
         )  # fmt: skip
@@ -130,7 +144,9 @@ class LocalRunnerBackend:
                 f"workspace runner for {workspace_id} did not start (exit code {process.returncode}): {exc}"
             ) from exc
         log.info("started runner pid=%s for workspace %s", process.pid, workspace_id)
-        return _Runner(process=process, client=client, socket_path=socket_path, last_used=time.monotonic())
+        return _Runner(
+            process=process, client=client, socket_path=socket_path, last_used=time.monotonic(), sandbox=sandbox
+        )
 
     async def list_workspaces(self, tenant: str) -> list[str]:
         root = self.workspaces_dir / tenant
@@ -159,10 +175,11 @@ class LocalRunnerBackend:
     async def _make_room_for(self, tenant: str) -> None:
         """Enforce the per-tenant runner cap: reuse the slot of the tenant's longest-idle runner if it
         has been idle a while, otherwise refuse (one tenant must not take every runner)."""
-        if self.max_per_tenant is None:
+        cap = self.max_per_tenant_for(tenant)
+        if cap is None:
             return
         mine = [k for k in self._runners if k[0] == tenant]
-        if len(mine) < self.max_per_tenant:
+        if len(mine) < cap:
             return
         idlest = min(mine, key=lambda k: self._runners[k].last_used)
         if time.monotonic() - self._runners[idlest].last_used >= TENANT_SLOT_IDLE_S:
@@ -233,6 +250,8 @@ def _runner_env() -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
     # Test runs measure runners too; these variables only exist under coverage.
     keep += ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
+    # Kill switches of the runner's read cache (bytes, 0: off) and heap freeze (0: off), for bench/ab.py.
+    keep += ("AGENT_RUNNER_READ_CACHE_BYTES", "AGENT_RUNNER_GC_FREEZE")
     # Log format and level, and where spans go, so the runner's lines and spans join mcp-api's.
     return {**{k: v for k, v in os.environ.items() if k in keep}, **runner_observability_env()}
 

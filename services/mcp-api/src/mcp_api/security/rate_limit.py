@@ -1,5 +1,6 @@
 """Token-bucket rate limits: per API key (or OAuth subject), per tenant, and per client IP for
-unauthenticated traffic; plus a per-tenant cap on tool calls in flight.
+unauthenticated traffic; plus a per-tenant cap on tool calls in flight (the tenant's AgentProfile
+`quotas.maxInflightToolCalls` when it writes one, else `max_inflight_tool_calls_per_tenant`).
 
 Buckets live in this process by default. With `SECURE_AGENT_REDIS_URL` they live in Redis and one
 Lua script checks and takes from every bucket of a request atomically (using Redis' clock, so
@@ -15,7 +16,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -143,8 +144,17 @@ class RedisBuckets:
 
 
 class RateLimiter:
-    def __init__(self, settings: RateLimitSettings, redis_url: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        redis_url: str | None = None,
+        *,
+        inflight_cap_for: Callable[[str], int] | None = None,
+    ) -> None:
         self.settings = settings
+        # tenant -> its in-flight cap (its AgentProfile's quotas.maxInflightToolCalls, else the
+        # setting); read at every call, so a changed profile applies to the next call.
+        self.inflight_cap_for = inflight_cap_for
         self.local = LocalBuckets()
         self.redis = RedisBuckets(redis_url, settings.redis_prefix) if redis_url else None
         self._redis_down_until = 0.0
@@ -193,7 +203,7 @@ class RateLimiter:
     @asynccontextmanager
     async def tool_call_slot(self, tenant: str) -> AsyncIterator[None]:
         """Hold one of the tenant's in-flight tool call slots; raises TooManyInFlight when none is free."""
-        cap = self.settings.max_inflight_tool_calls_per_tenant
+        cap = self.inflight_cap(tenant)
         if not self.settings.enabled or cap <= 0:
             yield
             return
@@ -210,6 +220,15 @@ class RateLimiter:
                 self._inflight[tenant] = left
             else:
                 del self._inflight[tenant]
+
+    def inflight_cap(self, tenant: str) -> int:
+        """The tenant's cap on tool calls in flight (0: none): its profile's, else the setting."""
+        if self.inflight_cap_for is not None:
+            try:
+                return self.inflight_cap_for(tenant)
+            except Exception as exc:  # profile resolution must not fail the call: the setting applies
+                log.warning("in-flight cap of tenant %r from its profile failed: %s", tenant, exc)
+        return self.settings.max_inflight_tool_calls_per_tenant
 
     async def aclose(self) -> None:
         if self.redis is not None:

@@ -64,7 +64,7 @@ def test_pod_spec_hardening():
     assert volumes["workspace"]["emptyDir"] == {"sizeLimit": "1Gi"}
     assert volumes["tmp"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Mi"}
     assert volumes["token"]["secret"] == {"secretName": "agent-runner-x", "defaultMode": 0o440}
-    assert "runtimeClassName" not in spec
+    assert "runtimeClassName" not in spec and "serviceAccountName" not in spec
     mounts = {m["name"]: m for m in c["volumeMounts"]}
     assert mounts["token"] == {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True}
     assert mounts["tmp"]["mountPath"] == "/tmp"
@@ -104,6 +104,14 @@ def test_options_variants():
         "persistentVolumeClaim": {"claimName": "ws-acme"},
     }
     assert build("runtime-default")["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_runner_service_account_comes_from_settings_and_its_token_stays_unmounted():
+    options = PodOptions.from_settings(KubernetesSettings(service_account_name="secure-agent-runner"))
+    spec = runner_pod("agent-runner-x", "agent-runner-x", options)["spec"]
+    assert check_restricted({"spec": spec, "metadata": {}}) == []
+    assert spec["serviceAccountName"] == "secure-agent-runner"
+    assert spec["automountServiceAccountToken"] is False
 
 
 def test_sandbox_settings_reach_the_runner():
@@ -205,6 +213,8 @@ def test_rbac_is_namespaced_and_minimal():
     assert rules == {
         ("pods",): {"create", "get", "list", "watch", "patch", "delete"},
         ("secrets",): {"create", "get", "delete"},
+        ("networkpolicies",): {"get", "list", "create", "patch", "delete"},  # egress.py
     }
-    assert all(r["apiGroups"] == [""] for r in role["rules"])
+    groups = {r["resources"][0]: r["apiGroups"] for r in role["rules"]}
+    assert groups == {"pods": [""], "secrets": [""], "networkpolicies": ["networking.k8s.io"]}
     assert yaml.safe_load(manifests.render([role]))["kind"] == "Role"

@@ -6,6 +6,7 @@ the same MCP tool implementations (and so the same scope checks) as a client's."
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from typing import Annotated, Any, Literal
@@ -18,12 +19,14 @@ from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResul
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
-from ...agent.loop import AgentConfigError, AgentRunError
+from ...agent.loop import AgentConfigError, AgentRunError, SecureAgent
 from ...auth.scopes import Scope
 from ...deps import Services
 from ...observability.metrics import TOOL_CALLS, TOOL_SECONDS
+from ...profiles.effective import TenantProfile
 from .calls import require
 from .files import TOOL_SCOPES, Workspace
+from .gate import caller_profile
 
 AGENT = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=True)
 CONTROL = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False)
@@ -127,6 +130,18 @@ def render(result: dict[str, Any]) -> CallToolResult:
     )
 
 
+def tenant_agent(agent: SecureAgent, profile: TenantProfile | None) -> SecureAgent:
+    """The app's SecureAgent seen through the caller's AgentProfile: its supervisor policy, model roles,
+    client mapping and budgets (profiles/effective.py). A shallow copy that differs only in `settings`:
+    the conversation store, audit log, provider factory and the provider cache (`_providers`, keyed by
+    the providers of the settings, which a profile cannot change) stay shared with the app's agent."""
+    if profile is None or profile.agent == agent.settings:
+        return agent
+    view = copy.copy(agent)
+    view.settings = profile.agent
+    return view
+
+
 def register(mcp: MCPServer, services: Services) -> None:
     TOOL_SCOPES.update({"agent_run": Scope.AGENT.value, "agent_approve": Scope.AGENT.value,
                         "agent_cancel": Scope.AGENT.value})  # fmt: skip
@@ -137,7 +152,7 @@ def register(mcp: MCPServer, services: Services) -> None:
         principal = require(Scope.AGENT, tool)
         if services.agent is None:
             raise ToolError("the agent is not available in this deployment")
-        return principal, services.agent
+        return principal, tenant_agent(services.agent, caller_profile(services))
 
     async def counted(tool: str, call) -> CallToolResult:
         started = time.perf_counter()

@@ -20,6 +20,7 @@ from ...deps import Services
 from ...observability.metrics import SANDBOX_LIMIT_HITS
 from .calls import require, run_op
 from .files import TOOL_SCOPES, Workspace
+from .gate import caller_profile
 
 RUN = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False)
 READ_JOB = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
@@ -118,9 +119,19 @@ def register(mcp: MCPServer, services: Services) -> None:
             env=env or {},
             background=background,
         )
+        # The tenant's limits (its AgentProfile's spec.sandbox.limits over the settings). Checked here
+        # too, so a lowered maximum applies at once even to a runner started under the old one.
+        profile = caller_profile(services)
+        sandbox = profile.sandbox if profile is not None else services.settings.sandbox
+        if timeout_s is not None and timeout_s > sandbox.max_timeout_s:
+            source = f"AgentProfile '{profile.name}'" if profile is not None else "settings"
+            raise ToolError(
+                f"timeout_s must be > 0 and <= {sandbox.max_timeout_s:g}, got {timeout_s:g} "
+                f"(max_timeout_s of the sandbox limits from your {source})"
+            )
         # The call lasts as long as the command may: its own limit (or the policy's maximum) plus the
         # time the sandbox needs to kill a tree and report.
-        limit = timeout_s if timeout_s is not None else services.settings.sandbox.max_timeout_s
+        limit = timeout_s if timeout_s is not None else sandbox.max_timeout_s
         result: p.RunCommandResult = await run_op(
             services, "run_command", Scope.EXEC, workspace, "exec/run", request, request_timeout=limit + 15
         )

@@ -22,6 +22,7 @@ from .pods import TOKEN_KEY, PodOptions, owned_by_pod, runner_pod, token_secret
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE = {429, 500, 502, 503, 504}
+WATCH_RECHECK_S = 2.0
 
 
 class KubeApiError(RuntimeError):
@@ -224,6 +225,8 @@ class PodLauncher:
         self.ready_timeout_s = ready_timeout_s
         self.poll_s = poll_s
         self.extra_labels: dict[str, str] = {}
+        # The backend's PodWatcher (podwatch.py), when running: readiness arrives as a watch event.
+        self.watcher: Any = None
 
     @staticmethod
     def new_name() -> str:
@@ -258,11 +261,14 @@ class PodLauncher:
 
     async def wait_ready(self, name: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.ready_timeout_s
+        from_watch = False
         while True:
-            try:
-                pod = await self.api.get_pod(name)
-            except NotFound:
-                raise RunnerStartError(f"runner pod {name} was deleted before it became ready") from None
+            pod = self.watcher.get(name) if from_watch else None
+            if pod is None:  # no watch, no event yet, or no news for a while: ask the API
+                try:
+                    pod = await self.api.get_pod(name)
+                except NotFound:
+                    raise RunnerStartError(f"runner pod {name} was deleted before it became ready") from None
             if pod_ready(pod):
                 return pod
             reason = pod_failed(pod)
@@ -273,7 +279,14 @@ class PodLauncher:
                     f"runner pod {name} was not ready after {self.ready_timeout_s:.0f}s "
                     f"(phase {(pod.get('status') or {}).get('phase', 'unknown')}); it has been removed"
                 )
-            await asyncio.sleep(self.poll_s)
+            watcher = self.watcher
+            if watcher is not None and watcher.synced.is_set():
+                # Woken by any runner pod event; a quiet spell re-reads the pod from the API, so a
+                # stuck watch costs at most WATCH_RECHECK_S of latency.
+                remaining = max(0.0, deadline - time.monotonic())
+                from_watch = await watcher.changed(min(WATCH_RECHECK_S, remaining))
+            else:
+                await asyncio.sleep(self.poll_s)
 
     async def _cleanup(self, name: str, inflight: list[asyncio.Future]) -> None:
         # Shielded: a cancelled caller must still not leak the pod.

@@ -309,7 +309,7 @@ def write_secret(
     # Traversable by the pod's group only (as root, group fsGroup), like the kubelet's projection.
     if group is not None and os.geteuid() == 0:
         os.chown(target, 0, group)
-    os.chmod(target, 0o750)  # noqa: S103 - group-only, see above
+    os.chmod(target, 0o750)  # noqa: S103  # nosec B103 - group-only traversal, like the kubelet projection
     data = {k: v.encode() for k, v in (secret.get("stringData") or {}).items()}
     data.update({k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()})
     for key, value in data.items():

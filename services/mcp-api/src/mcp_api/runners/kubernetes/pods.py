@@ -10,6 +10,7 @@ after the runner has dropped every capability. The token is not in argv or the e
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -20,6 +21,11 @@ APP = "agent-runner"
 TENANT_LABEL = "secure-agent.dev/tenant-hash"
 WORKSPACE_LABEL = "secure-agent.dev/workspace-hash"
 PROFILE_LABEL = "secure-agent.dev/profile"
+# Hash of the pod options (the profile's spec as pods see it): a warm pod started under an older
+# spec of the same profile is never claimed, and a workspace pod of an older spec is replaced.
+SPEC_LABEL = "secure-agent.dev/pod-spec"
+# volumeMounts[].bindMountOptions (KEP-5855, alpha in 1.37 behind the VolumeBindMountOptions gate).
+WORKSPACE_BIND_MOUNT_OPTIONS = ["noexec", "nosuid", "nodev"]
 STATE_LABEL = "secure-agent.dev/state"  # warm | claimed
 WORKSPACE_ANNOTATION = "secure-agent.dev/workspace"  # "tenant/workspace", for humans and reconcile
 CLAIMED_AT_ANNOTATION = "secure-agent.dev/claimed-at"
@@ -49,6 +55,7 @@ class PodOptions:
     seccomp: str = "Localhost"  # or RuntimeDefault
     seccomp_localhost_profile: str = "profiles/agent-runner.json"
     runtime_class_name: str | None = None
+    service_account_name: str | None = None
     cpu_request: str = "100m"
     cpu_limit: str = "1"
     memory_request: str = "256Mi"
@@ -61,6 +68,7 @@ class PodOptions:
     owner: dict[str, Any] | None = None  # {"apiVersion","kind","name","uid"}
     profile: str = "default"
     sandbox_json: str = "{}"
+    workspace_noexec_mount: bool = False  # bindMountOptions on the workspace mount (see SPEC_LABEL note)
 
     @classmethod
     def from_settings(cls, k8s: Any, sandbox: Any = None) -> PodOptions:
@@ -77,8 +85,20 @@ class PodOptions:
         return cls(**fields)
 
 
+def spec_hash(options: PodOptions) -> str:
+    fields = dataclasses.asdict(options)
+    fields.pop("owner")  # the same for every replica of a release; not part of what a pod runs
+    return short_hash(json.dumps(fields, sort_keys=True, default=str))
+
+
+def label_value(name: str) -> str:
+    """A profile name as a label value (at most 63 characters of [A-Za-z0-9._-])."""
+    ok = len(name) <= 63 and name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    return name if ok and name[0].isalnum() and name[-1].isalnum() else f"h-{short_hash(name)}"
+
+
 def pool_labels(options: PodOptions) -> dict[str, str]:
-    return {APP_LABEL: APP, PROFILE_LABEL: options.profile}
+    return {APP_LABEL: APP, PROFILE_LABEL: label_value(options.profile), SPEC_LABEL: spec_hash(options)}
 
 
 def workspace_labels(tenant: str, workspace: str) -> dict[str, str]:
@@ -135,6 +155,11 @@ def runner_pod(
         }
     else:
         workspace_volume = {"name": "workspace", "emptyDir": {"sizeLimit": options.workspace_size_limit}}
+    workspace_mount: dict[str, Any] = {"name": "workspace", "mountPath": WORKSPACE_DIR}
+    if options.workspace_noexec_mount:
+        # Off by default: an API server without the gate drops the field, one that knows it but has
+        # the gate off rejects the pod. When off, Landlock's EXECUTE right is the noexec control.
+        workspace_mount["bindMountOptions"] = list(WORKSPACE_BIND_MOUNT_OPTIONS)
     container = {
         "name": "runner",
         "image": options.image,
@@ -180,7 +205,7 @@ def runner_pod(
             "failureThreshold": 3,
         },  # fmt: skip
         "volumeMounts": [
-            {"name": "workspace", "mountPath": WORKSPACE_DIR},
+            workspace_mount,
             {"name": "tmp", "mountPath": TMP_DIR},
             {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True},
         ],
@@ -207,4 +232,6 @@ def runner_pod(
     }
     if options.runtime_class_name:
         spec["runtimeClassName"] = options.runtime_class_name
+    if options.service_account_name:  # a token-less account of its own, so no RoleBinding reaches it
+        spec["serviceAccountName"] = options.service_account_name
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
