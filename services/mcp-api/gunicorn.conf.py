@@ -6,9 +6,11 @@
 Settings come from the same SECURE_AGENT_* variables as `secure-agent serve`. MCP legacy sessions
 must stay `stateless` (the default) with several workers. Process settings:
 
-- workers: SECURE_AGENT_WORKERS (or WEB_CONCURRENCY); default the CPUs this process may use (its
-  affinity mask, capped by a cgroup CPU quota, as in a container with a CPU limit), at least 2, at
-  most 8. uvicorn workers are asynchronous: one per CPU uses them; two keep serving while one restarts.
+- workers: SECURE_AGENT_WORKERS (or WEB_CONCURRENCY). Default with the kubernetes runner backend: the
+  CPUs this process may use (its affinity mask, capped by a cgroup CPU quota, as in a container with a
+  CPU limit), at least 2, at most 8; uvicorn workers are asynchronous: one per CPU uses them, two keep
+  serving while one restarts. Default with the local backend: 1, because each worker keeps its own
+  runners and background jobs (see `workers` below).
 - keepalive: SECURE_AGENT_LIMITS__KEEP_ALIVE_TIMEOUT_S when set, else 75 s. gunicorn serves behind a
   load balancer or proxy, which reuses idle upstream connections for up to its own idle timeout
   (60 s on AWS ALB, nginx upstream keepalive, GCP 600 s: set the variable above that); the server must
@@ -79,7 +81,14 @@ def _env_int(*names: str, default: int) -> int:
     return default
 
 
-workers = _env_int("SECURE_AGENT_WORKERS", "WEB_CONCURRENCY", default=min(max(usable_cpus(), 2), 8))
+# With the local runner backend each worker starts its own runner per workspace and keeps its own
+# background jobs: a job started through one worker is unknown to the next request's worker. So
+# local defaults to one worker; the kubernetes backend shares one runner pod per workspace between
+# every worker and replica, so it takes one per CPU.
+LOCAL_RUNNERS = _settings.runner.backend == "local"
+workers = _env_int(
+    "SECURE_AGENT_WORKERS", "WEB_CONCURRENCY", default=1 if LOCAL_RUNNERS else min(max(usable_cpus(), 2), 8)
+)
 # SSE streams and long tool calls: the worker heartbeat, not the request, is what `timeout` watches.
 timeout = 120
 graceful_timeout = _env_int("SECURE_AGENT_GRACEFUL_TIMEOUT_S", default=25)
@@ -131,6 +140,12 @@ def on_starting(server) -> None:  # noqa: ANN001
             await store.aclose()
 
     asyncio.run(prepare())
+    if LOCAL_RUNNERS and workers > 1:
+        server.log.warning(
+            "%d workers with the local runner backend: each worker has its own runners, so background "
+            "jobs (run_command background, job_output, job_kill) are only reachable through the worker "
+            "that started them; use one worker, or the kubernetes backend", workers,
+        )
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001

@@ -98,6 +98,7 @@ def _gunicorn_settings(monkeypatch, tmp_path, **env):
         "SECURE_AGENT_MAX_REQUESTS",
         "SECURE_AGENT_MAX_REQUESTS_JITTER",
         "SECURE_AGENT_GRACEFUL_TIMEOUT_S",
+        "SECURE_AGENT_RUNNER__BACKEND",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
@@ -108,12 +109,19 @@ def _gunicorn_settings(monkeypatch, tmp_path, **env):
 
 
 def test_gunicorn_defaults(monkeypatch, tmp_path):
-    conf = _gunicorn_settings(monkeypatch, tmp_path)
+    conf = _gunicorn_settings(monkeypatch, tmp_path, SECURE_AGENT_RUNNER__BACKEND="kubernetes")
     assert 2 <= conf["workers"] <= 8 and conf["workers"] == min(max(conf["usable_cpus"](), 2), 8)
     assert conf["keepalive"] == 75 > 60  # outlives a 60 s load-balancer idle timeout
     assert conf["max_requests"] == 10_000 and conf["max_requests_jitter"] == 1_000
     assert conf["graceful_timeout"] == 25 < 30 and conf["timeout"] == 120
     assert conf["worker_class"] == "mcp_api.security.server.SecureUvicornWorker"
+
+
+def test_local_runners_default_to_one_worker(monkeypatch, tmp_path):
+    """Each worker keeps its own runners and their background jobs: with several, job_output could
+    land on a worker that never saw the job."""
+    assert _gunicorn_settings(monkeypatch, tmp_path)["workers"] == 1
+    assert _gunicorn_settings(monkeypatch, tmp_path, SECURE_AGENT_WORKERS="2")["workers"] == 2
 
 
 def test_gunicorn_overrides(monkeypatch, tmp_path):
