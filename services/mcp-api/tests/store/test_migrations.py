@@ -145,3 +145,25 @@ async def test_0002_adds_key_expiry_and_keeps_the_keys_of_a_0001_store(tmp_path:
         assert [tuple(r) for r in rows] == [("k1", "acme", None)]
         assert await conn.run_sync(_drift) == []
     await store.aclose()
+
+
+def test_alembic_says_nothing_at_info_from_its_import_on(tmp_path):
+    """Alembic logs at INFO on import and on every upgrade; with INFO logging on, a server start would
+    print those lines (fresh interpreter: nothing else has imported alembic yet)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(name)s %(message)s')\n"
+        "from mcp_api.store.store import Store\n"
+        "async def main():\n"
+        f"    store = Store('sqlite+aiosqlite:///{tmp_path}/s.db')\n"
+        "    await store.create_schema()\n"
+        "    await store.aclose()\n"
+        "asyncio.run(main())\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "ok"
+    assert "alembic" not in out.stdout + out.stderr

@@ -20,19 +20,21 @@ import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
-from sqlalchemy.engine import Connection, make_url
+# Alembic narrates at INFO, from its very import ("setup plugin ...") to every start ("Context impl
+# ..."): noise in JSON logs and CLI output. Set before the imports below, which already log.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
-from .tables import Base
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
+from sqlalchemy import inspect  # noqa: E402
+from sqlalchemy.engine import Connection, make_url  # noqa: E402
+
+from .tables import Base  # noqa: E402
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"
-# Alembic narrates every start ("Context impl ...") at INFO: noise in JSON logs and in CLI output.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
