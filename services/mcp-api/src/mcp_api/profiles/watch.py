@@ -19,26 +19,18 @@ lowercase, so `watch=True` here reaches it (and a real API server) as `watch=tru
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import threading
 import time
 from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
+from ..kube.listwatch import ListWatch
 from .model import GROUP, PLURAL, VERSION, now
 from .registry import ApplyResult, ProfileRegistry
 
 log = logging.getLogger(__name__)
-
-GONE = 410
-
-
-class WatchExpired(Exception):
-    """The watch's resourceVersion is too old (410 Gone): list again."""
 
 
 def _condition(
@@ -98,7 +90,9 @@ def _comparable(status: dict[str, Any] | None) -> Any:
     return status, sorted(conds, key=lambda c: str(c.get("type")))
 
 
-class ProfileWatcher:
+class ProfileWatcher(ListWatch):
+    what = "profile watch"
+
     def __init__(
         self,
         api_client: k8s.ApiClient,
@@ -110,24 +104,20 @@ class ProfileWatcher:
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
     ) -> None:
+        super().__init__(
+            read_timeout_s=read_timeout_s, server_timeout_s=server_timeout_s, backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+        )  # fmt: skip
         self.api = k8s.CustomObjectsApi(api_client)
         self.registry = registry
         self.namespace = namespace
-        self.read_timeout_s = read_timeout_s
-        self.server_timeout_s = server_timeout_s
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._stop = threading.Event()
         self._thread_task: asyncio.Future | None = None
-        self.resource_version: str | None = None
-        self._resp: Any = None  # the open watch response, shut down by stop()
-        self.lists = 0  # full resyncs done (1 at start, +1 per 410 or error)
-        self.watches = 0  # watch requests made
         self.status_writes = 0
-        self.failures = 0  # API errors retried with back-off
-        self.synced = threading.Event()  # set after the first list was applied
 
     # -- one object -------------------------------------------------------------------------------
+    def on_event(self, event_type: str, obj: dict[str, Any]) -> None:
+        self.handle(event_type, obj)
+
     def handle(self, event_type: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         name = meta.get("name")
@@ -179,97 +169,15 @@ class ProfileWatcher:
         self.resource_version = (listing.get("metadata") or {}).get("resourceVersion")
         self.synced.set()
 
-    def watch_once(self) -> None:
-        """One watch request, until the server ends it, the read times out, or we are stopped."""
-        kwargs: dict[str, Any] = {
-            "watch": True,
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": self.server_timeout_s,
-            "_preload_content": False,
-            "_request_timeout": (5, self.read_timeout_s),
-        }
-        if self.resource_version:
-            kwargs["resource_version"] = self.resource_version
-        self.watches += 1
-        try:
-            resp = self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, **kwargs)
-        except ApiException as exc:
-            if exc.status == GONE:
-                raise WatchExpired(exc.reason) from exc
-            raise
-        self._resp = resp
-        try:
-            if self._stop.is_set():
-                # stop() ran while the request was being made and saw no response to shut down.
-                return
-            for line in iter_resp_lines(resp):
-                if self._stop.is_set():
-                    return
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                etype, obj = event.get("type"), event.get("object") or {}
-                if etype == "ERROR":
-                    if obj.get("code") == GONE:
-                        raise WatchExpired(obj.get("message", "watch expired"))
-                    raise ApiException(status=obj.get("code") or 500, reason=obj.get("message"))
-                rv = (obj.get("metadata") or {}).get("resourceVersion")
-                if rv:
-                    self.resource_version = rv
-                if etype in ("ADDED", "MODIFIED", "DELETED"):
-                    self.handle(etype, obj)
-        finally:
-            self._resp = None
-            resp.close()
-            resp.release_conn()
-
-    def run(self) -> None:
-        """Blocking loop (run it in a thread); returns after `stop()`."""
-        backoff = self.backoff_s
-        need_list = True
-        while not self._stop.is_set():
-            try:
-                if need_list:
-                    self.resync()
-                    need_list = False
-                self.watch_once()
-                backoff = self.backoff_s
-            except WatchExpired as exc:
-                log.info("profile watch expired; listing again", extra={"reason": str(exc)})
-                self.resource_version = None
-                need_list = True
-            except Exception as exc:
-                if self._is_read_timeout(exc):
-                    continue  # idle stream: watch again from the same resourceVersion
-                self.failures += 1
-                log.warning(
-                    "profile watch failed; retrying", extra={"error": repr(exc), "backoff_s": backoff}
-                )
-                need_list = True
-                if self._stop.wait(backoff):
-                    return
-                backoff = min(backoff * 2, self.max_backoff_s)
-
-    @staticmethod
-    def _is_read_timeout(exc: BaseException) -> bool:
-        while exc is not None:
-            if "ReadTimeout" in type(exc).__name__ or "timed out" in str(exc):
-                return True
-            exc = exc.__cause__ or exc.__context__
-        return False
+    def open_watch(self, **kwargs: Any) -> Any:
+        return self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, **kwargs)
 
     async def start(self) -> None:
         self._stop.clear()
         self._thread_task = asyncio.ensure_future(asyncio.to_thread(self.run))
 
     async def stop(self) -> None:
-        self._stop.set()
-        resp = self._resp
-        if resp is not None:
-            try:  # unblock the thread's read now instead of after read_timeout_s
-                resp.shutdown()
-            except Exception:  # noqa: S110  # nosec B110 - best effort; the read timeout still ends it
-                pass
+        self.stop_stream()
         if self._thread_task is not None:
             await self._thread_task
             self._thread_task = None

@@ -16,26 +16,18 @@ correctness.
 from __future__ import annotations
 
 import asyncio
-import http.client
-import json
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
-import urllib3
-from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
+from ...kube.listwatch import ListWatch
 
 log = logging.getLogger(__name__)
-GONE = 410
 
 
-class WatchExpired(Exception):
-    """The watch's resourceVersion is too old (410 Gone): list again."""
+class PodWatcher(ListWatch):
+    what = "runner pod watch"
 
-
-class PodWatcher:
     def __init__(
         self,
         core: Any,  # kubernetes.client.CoreV1Api
@@ -47,25 +39,16 @@ class PodWatcher:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
     ) -> None:
+        super().__init__(
+            read_timeout_s=read_timeout_s, server_timeout_s=server_timeout_s, backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+        )  # fmt: skip
         self.core = core
         self.namespace = namespace
         self.selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         self.labels = labels
-        self.read_timeout_s = read_timeout_s
-        self.server_timeout_s = server_timeout_s
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
         self.pods: dict[str, dict[str, Any]] = {}
-        self.resource_version: str | None = None
         self.on_delete: list[Callable[[str], None]] = []
-        self.synced = threading.Event()
-        self.lists = 0  # full resyncs (1 at start, +1 per 410 or error)
-        self.watches = 0  # watch requests made
-        self.expired = 0  # 410s seen
-        self.disconnects = 0  # streams cut mid-way, re-watched from the last resourceVersion
-        self.failures = 0  # other errors retried with back-off (and a full resync)
-        self._stop = threading.Event()
-        self._resp: Any = None
         self._task: asyncio.Future | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
@@ -117,92 +100,19 @@ class PodWatcher:
         self.synced.set()
         self._emit(deleted)
 
-    def watch_once(self) -> None:
-        """One watch request, until the server ends it, the read times out, or we are stopped."""
-        kwargs: dict[str, Any] = {
-            "label_selector": self.selector,
-            "watch": True,
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": self.server_timeout_s,
-            "_preload_content": False,
-            "_request_timeout": (5, self.read_timeout_s),
-        }
-        if self.resource_version:
-            kwargs["resource_version"] = self.resource_version
-        self.watches += 1
-        try:
-            resp = self.core.list_namespaced_pod(self.namespace, **kwargs)
-        except ApiException as exc:
-            if exc.status == GONE:
-                raise WatchExpired(exc.reason) from exc
-            raise
-        self._resp = resp
-        try:
-            if self._stop.is_set():
-                # stop() ran while the request was being made and saw no response to shut down.
-                return
-            for line in iter_resp_lines(resp):
-                if self._stop.is_set():
-                    return
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                etype, obj = event.get("type"), event.get("object") or {}
-                if etype == "ERROR":
-                    if obj.get("code") == GONE:
-                        raise WatchExpired(obj.get("message", "watch expired"))
-                    raise ApiException(status=obj.get("code") or 500, reason=obj.get("message"))
-                rv = (obj.get("metadata") or {}).get("resourceVersion")
-                if rv:
-                    self.resource_version = rv
-                name = (obj.get("metadata") or {}).get("name")
-                if not name or etype == "BOOKMARK" or not self._ours(obj):
-                    continue
-                if etype == "DELETED":
-                    self.pods.pop(name, None)
-                    self._emit([name])
-                elif etype in ("ADDED", "MODIFIED"):
-                    self.pods[name] = obj
-                    self._emit()
-        finally:
-            self._resp = None
-            resp.close()
-            resp.release_conn()
+    def open_watch(self, **kwargs: Any) -> Any:
+        return self.core.list_namespaced_pod(self.namespace, label_selector=self.selector, **kwargs)
 
-    def run(self) -> None:
-        """Blocking loop (a worker thread); returns after `stop()`."""
-        backoff = self.backoff_s
-        need_list = True
-        while not self._stop.is_set():
-            try:
-                if need_list:
-                    self.resync()
-                    need_list = False
-                self.watch_once()  # returns when the stream ends: watch again from resource_version
-                backoff = self.backoff_s
-            except WatchExpired as exc:
-                self.expired += 1
-                log.info("runner pod watch expired (410); listing again", extra={"reason": str(exc)})
-                self.resource_version = None
-                need_list = True
-            except Exception as exc:
-                if self._stop.is_set():
-                    return
-                if _is_read_timeout(exc):
-                    continue  # an idle stream: watch again from the same resourceVersion
-                if _is_disconnect(exc) and not need_list:
-                    # The stream was cut (proxy idle timeout, API server restart, network): watch again
-                    # from the last resourceVersion; the events since then are replayed or a 410 says
-                    # they are gone and we list. A failing reconnect lands below, with back-off.
-                    self.disconnects += 1
-                    log.info("runner pod watch disconnected; watching again", extra={"error": repr(exc)})
-                    continue
-                self.failures += 1
-                log.warning("runner pod watch failed (%r); retrying in %.1fs", exc, backoff)
-                need_list = True
-                if self._stop.wait(backoff):
-                    return
-                backoff = min(backoff * 2, self.max_backoff_s)
+    def on_event(self, event_type: str, obj: dict[str, Any]) -> None:
+        name = (obj.get("metadata") or {}).get("name")
+        if not name or not self._ours(obj):
+            return
+        if event_type == "DELETED":
+            self.pods.pop(name, None)
+            self._emit([name])
+        else:
+            self.pods[name] = obj
+            self._emit()
 
     # -- lifecycle (event loop) -------------------------------------------------------------------
     def start(self) -> None:
@@ -213,40 +123,7 @@ class PodWatcher:
         self._task = asyncio.ensure_future(asyncio.to_thread(self.run))
 
     async def stop(self) -> None:
-        self._stop.set()
-        resp = self._resp
-        if resp is not None:
-            try:  # unblock the thread's read now instead of after read_timeout_s
-                resp.shutdown()
-            except Exception:  # noqa: S110  # nosec B110 - best effort; the read timeout still ends it
-                pass
+        self.stop_stream()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-
-    def restart_stream(self) -> None:
-        """End the current stream as a network cut would (tests, and a manual nudge)."""
-        resp = self._resp
-        if resp is not None:
-            try:
-                resp.shutdown()
-            except Exception:  # noqa: S110  # nosec B110 - best effort
-                pass
-
-
-def _is_disconnect(exc: BaseException | None) -> bool:
-    while exc is not None:
-        if isinstance(
-            exc, urllib3.exceptions.ProtocolError | ConnectionResetError | http.client.IncompleteRead
-        ):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _is_read_timeout(exc: BaseException | None) -> bool:
-    while exc is not None:
-        if "ReadTimeout" in type(exc).__name__ or "timed out" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False

@@ -1,0 +1,1 @@
+"""Kubernetes plumbing shared by the runner backend and the AgentProfile watch."""
