@@ -58,3 +58,11 @@ def workspace(settings: Settings) -> Path:
     path = settings.workspaces_dir / settings.dev_tenant / "default"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+def profiles_dir(tmp_path: Path) -> Path:
+    """An empty AgentProfile directory (profile_helpers.profile_settings points the app at it)."""
+    path = tmp_path / "profiles"
+    path.mkdir()
+    return path

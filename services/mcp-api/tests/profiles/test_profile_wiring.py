@@ -7,44 +7,24 @@ edited on disk and the tests wait for the app's own poll to see them."""
 from __future__ import annotations
 
 import asyncio
-import os
-import textwrap
 from pathlib import Path
 
 import pytest
 from mcp_api.settings import Settings
 from mcp_helpers import TEST_KEY, Mcp
+from profile_helpers import POLL_S, profile_settings, write_profile
 
 pytestmark = pytest.mark.anyio
-POLL_S = 0.05
-
-
-@pytest.fixture
-def profiles_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "profiles"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
 def settings(tmp_path: Path, profiles_dir: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data", dev_api_key=TEST_KEY, runner={"idle_timeout_s": 60},
-        profiles={"directory": str(profiles_dir), "poll_interval_s": POLL_S},
-    )  # fmt: skip
+    return profile_settings(tmp_path, profiles_dir)
 
 
 @pytest.fixture
 def client(http) -> Mcp:
     return Mcp(http=http, era="modern")
-
-
-def write_profile(directory: Path, name: str, spec: str) -> None:
-    path = directory / f"{name}.yaml"
-    doc = f"apiVersion: secure-agent.dev/v1alpha1\nkind: AgentProfile\nmetadata:\n  name: {name}\nspec:\n"
-    path.write_text(doc + textwrap.indent(textwrap.dedent(spec).strip() + "\n", "  "))
-    st = path.stat()  # a distinct mtime even on coarse-grained filesystems
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
 
 
 async def applied(app, name: str, predicate) -> None:

@@ -6,8 +6,6 @@ the calls held in flight are `run_command`s that wait for a file the test create
 from __future__ import annotations
 
 import asyncio
-import os
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,36 +14,19 @@ from mcp_api.profiles.model import AgentProfileSpec
 from mcp_api.security.config import RateLimitSettings
 from mcp_api.security.rate_limit import RateLimiter
 from mcp_api.settings import Settings
-from mcp_helpers import TEST_KEY, Mcp
+from mcp_helpers import Mcp
+from profile_helpers import POLL_S, profile_settings, write_profile
 
 pytestmark = pytest.mark.anyio
-POLL_S = 0.05
 SETTING = 3
 WAIT = ["sh", "-c", "while [ ! -e release ]; do sleep 0.02; done"]
 
 
 @pytest.fixture
-def profiles_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "profiles"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def settings(tmp_path: Path, profiles_dir: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data", dev_api_key=TEST_KEY, runner={"idle_timeout_s": 60},
-        profiles={"directory": str(profiles_dir), "poll_interval_s": POLL_S},
-        rate_limits={"max_inflight_tool_calls_per_tenant": SETTING},
-    )  # fmt: skip
-
-
-def write_profile(directory: Path, name: str, spec: str) -> None:
-    path = directory / f"{name}.yaml"
-    doc = f"apiVersion: secure-agent.dev/v1alpha1\nkind: AgentProfile\nmetadata:\n  name: {name}\nspec:\n"
-    path.write_text(doc + textwrap.indent(textwrap.dedent(spec).strip() + "\n", "  "))
-    st = path.stat()  # a distinct mtime even on coarse-grained filesystems
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    return profile_settings(
+        tmp_path, profiles_dir, rate_limits={"max_inflight_tool_calls_per_tenant": SETTING}
+    )
 
 
 async def cap_becomes(app, want: int) -> None:
