@@ -15,9 +15,9 @@ must stay `stateless` (the default) with several workers. Process settings:
   load balancer or proxy, which reuses idle upstream connections for up to its own idle timeout
   (60 s on AWS ALB, nginx upstream keepalive, GCP 600 s: set the variable above that); the server must
   keep them longer, or it closes one just as the balancer sends on it and the client gets a 502.
-- max_requests (SECURE_AGENT_MAX_REQUESTS, default 10000, 0 = never) with jitter (default 10 %):
-  workers are recycled one at a time, so slow leaks cannot grow without bound and the workers do not
-  all restart together.
+- max_requests (SECURE_AGENT_MAX_REQUESTS, default 10000 with the kubernetes backend, 0 = never, the
+  default with local runners) with jitter (default 10 %): workers are recycled one at a time, so slow
+  leaks cannot grow without bound and the workers do not all restart together.
 - graceful_timeout (SECURE_AGENT_GRACEFUL_TIMEOUT_S, default 25 s): on SIGTERM in-flight requests
   get this long to finish, inside Kubernetes' default 30 s terminationGracePeriodSeconds.
 - timeout 120 s: the worker heartbeat (not a request) must not stall longer.
@@ -98,7 +98,9 @@ keepalive = (
     if os.environ.get("SECURE_AGENT_LIMITS__KEEP_ALIVE_TIMEOUT_S")
     else 75
 )
-max_requests = _env_int("SECURE_AGENT_MAX_REQUESTS", default=10_000)
+# Recycling a worker restarts its local runners and ends their background jobs, and with local runners
+# there is one worker: its recycling would be a restart of the whole service. Off there by default.
+max_requests = _env_int("SECURE_AGENT_MAX_REQUESTS", default=0 if LOCAL_RUNNERS else 10_000)
 max_requests_jitter = _env_int("SECURE_AGENT_MAX_REQUESTS_JITTER", default=max_requests // 10)
 # The workers' heartbeat files: memory-backed when /dev/shm is writable (a container's read-only root
 # and a disk-backed /tmp would stall heartbeats under I/O pressure); else the temp dir. gunicorn

@@ -120,7 +120,10 @@ def test_gunicorn_defaults(monkeypatch, tmp_path):
 def test_local_runners_default_to_one_worker(monkeypatch, tmp_path):
     """Each worker keeps its own runners and their background jobs: with several, job_output could
     land on a worker that never saw the job."""
-    assert _gunicorn_settings(monkeypatch, tmp_path)["workers"] == 1
+    local = _gunicorn_settings(monkeypatch, tmp_path)
+    assert local["workers"] == 1
+    # Recycling the only worker would restart the service and end every background job.
+    assert local["max_requests"] == 0 and local["max_requests_jitter"] == 0
     assert _gunicorn_settings(monkeypatch, tmp_path, SECURE_AGENT_WORKERS="2")["workers"] == 2
 
 
