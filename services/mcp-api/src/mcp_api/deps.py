@@ -43,6 +43,7 @@ class Services:
         await self.runners.aclose()
         if self.limiter is not None:
             await self.limiter.aclose()
+        self.keys.close()
         await self.store.aclose()
 
 
@@ -67,7 +68,9 @@ def build_services(settings: Settings) -> Services:
     audit = AuditLog(store, StorageRedactor(settings.privacy))
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     return Services(
-        settings=settings, store=store, keys=ApiKeyService(store, audit, cache_ttl_s=settings.api_key_cache_ttl_s), runners=runners, audit=audit,
+        settings=settings, store=store, runners=runners, audit=audit,
+        keys=ApiKeyService(store, audit, cache_ttl_s=settings.api_key_cache_ttl_s,
+                           cache_exact=settings.api_key_cache_exact),
         limiter=RateLimiter(settings.rate_limits, redis_url,
                             inflight_cap_for=lambda tenant: profiles.for_tenant(tenant).max_inflight_tool_calls),
         agent=SecureAgent(settings.agent, store, audit=audit), profiles=profiles,

@@ -223,6 +223,12 @@ class Settings(BaseSettings):
         "list (a Secret) so a retry may land on any of them. Empty: a random key per process.",
     )
     dev_tenant: str = Field("dev", description="Tenant that owns the dev API key created at first start.")
+    fast_lane: bool = Field(
+        True,
+        description="Serve plain tools/call requests (JSON Accept, no notifications) without the SDK's "
+        "per-request transport machinery (mcp/fastlane.py); same validation, same answers. false: every "
+        "request goes through the SDK's Streamable HTTP entry.",
+    )
     gc_freeze: bool = Field(
         True,
         description="Move the objects that exist after start-up out of the garbage collector's reach "
@@ -237,6 +243,13 @@ class Settings(BaseSettings):
         "this many seconds by every other process and replica. 0 (default): every request is checked "
         "against the store (concurrent checks of one key share one lookup), so revocation is immediate "
         "everywhere.",
+    )
+    api_key_cache_exact: bool = Field(
+        True,
+        description="SQLite store only: serve a verified API key from memory while SQLite's data_version "
+        "shows that nothing at all was committed to the database since the key was looked up, so "
+        "revocation stays immediate everywhere; any commit makes the next check ask the store. false: "
+        "every request asks the store (or the api_key_cache_ttl_s cache). Other stores: no effect.",
     )
     public_url: str | None = Field(
         None, description="External base URL (e.g. https://mcp.example.com) shown in configs and metadata."
