@@ -45,7 +45,7 @@ def main() -> int:
         load.start()
         for fmt, suffix in (("flamegraph", "svg"), ("raw", "txt")):
             subprocess.run([*pyspy, "record", "-p", str(server.proc.pid), "-d", str(args.seconds // 2),
-                            "-r", "200", "--subprocesses", "-f", fmt, "-o", f"{stem}.{suffix}", "--nonblocking"], check=True)
+                            "-r", "200", "--subprocesses", "-f", fmt, "-o", f"{stem}.{suffix}", *([] if os.environ.get("PYSPY_BLOCKING") else ["--nonblocking"])], check=True)
         load.join()
         print(f"wrote {stem}.svg and {stem}.txt")
     finally:

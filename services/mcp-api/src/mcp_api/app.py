@@ -12,12 +12,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .agent.providers import preload as preload_providers
 from .bootstrap import banner, ensure_dev_key
 from .deps import Services, build_services
 from .http.service import router as service_router
+from .mcp.fastlane import FastLane
 from .mcp.request_checks import FrontDoor
 from .mcp.server import build_mcp_server
 from .mcp.transport import McpTransport
@@ -27,7 +29,12 @@ from .observability.logging import apply_secrets, setup_logging
 from .observability.runtime import freeze_startup_heap, unfreeze_heap
 from .observability.tracing import setup_tracing
 from .plugins import PluginContext, load_plugins
-from .security.wiring import secure_mcp_endpoint, security_lifespan_tasks, security_middleware
+from .security.wiring import (
+    secure_mcp_endpoint,
+    security_headers,
+    security_lifespan_tasks,
+    security_middleware,
+)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,8 +52,10 @@ def create_app(
         services.runners = InstrumentedRunners(services.runners, capacity=settings.runner.max_runners)
     mcp = build_mcp_server(services)
     transport = McpTransport(mcp, settings)
-    # API keys + OAuth, rate limits, header/body limits around the transport (security/wiring.py).
-    secured = secure_mcp_endpoint(transport, services)
+    # Plain tools/call requests skip the SDK's per-request transport machinery (mcp/fastlane.py).
+    lane = FastLane(transport, mcp, legacy_stateless=transport.stateless, enabled=settings.fast_lane)
+    # API keys + OAuth, rate limits, header/body limits around it (security/wiring.py).
+    secured = secure_mcp_endpoint(lane, services)
     auth = secured.auth
     services.auth = auth
     load_plugins(settings.plugins, PluginContext(mcp=mcp, settings=settings, auth=auth))
@@ -85,7 +94,7 @@ def create_app(
                     await services.profiles.stop()
                 await services.aclose()
 
-    app = FastAPI(
+    app = SecureAgentApp(
         title="secure-agent",
         version=__version__,
         lifespan=lifespan,
@@ -95,8 +104,10 @@ def create_app(
     )
     app.state.services = services
     app.state.mcp = mcp
+    app.state.fast_lane = lane
     app.include_router(service_router)
-    Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)
+    # Serves /metrics; the HTTP metrics themselves are recorded by ObservabilityMiddleware.
+    Instrumentator().expose(app, include_in_schema=False)
     # A Route with an ASGI endpoint passes the raw scope through, so SSE streams are not buffered.
     front = FrontDoor(secured.app, settings.allowed_hosts, settings.allowed_origins)
     app.router.routes.extend(secured.routes)  # RFC 9728 metadata when OAuth is configured
@@ -104,4 +115,23 @@ def create_app(
     security_middleware(app, settings)  # security headers and CORS, inside the observability layer
     # Outermost: request id, HTTP span and access line around everything, 401s and 421s included.
     app.add_middleware(ObservabilityMiddleware, access_log=settings.logging.access_log)
+    # /mcp itself skips FastAPI's stack (routing, exception and telemetry layers: ~8 % of a tools/call)
+    # but keeps the same layers of ours, in the same order.
+    app.mcp_endpoint = ObservabilityMiddleware(
+        security_headers(front, settings), access_log=settings.logging.access_log
+    )
     return app
+
+
+class SecureAgentApp(FastAPI):
+    """FastAPI, except that a request for exactly /mcp goes straight to its own ASGI layers (set in
+    create_app). Any other path, a prefixed one included, goes through FastAPI, whose /mcp route
+    reaches the same layers."""
+
+    mcp_endpoint: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/mcp" and self.mcp_endpoint is not None:
+            await self.mcp_endpoint(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from agent_runner.observability import context as log_context
@@ -84,32 +86,51 @@ class SecureAgentMCP(MCPServer):
 async def _metrics_middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
     """Metrics, the log context and one log line per MCP message. Runs inside the SDK's
     OpenTelemetryMiddleware, so the current span is the MCP method's span."""
+    with observe_mcp_request(ctx.method, ctx.params, ctx.protocol_version) as observed:
+        result = await call_next(ctx)
+        observed.result(result)
+        return result
+
+
+class _Observed:
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome = "error"
+
+    def result(self, result: Any) -> None:
+        is_tool_error = getattr(result, "is_error", None) or (isinstance(result, dict) and result.get("isError"))
+        self.outcome = "tool_error" if is_tool_error else "ok"
+
+
+@contextmanager
+def observe_mcp_request(method: str, params: Any, protocol_version: str) -> Iterator[_Observed]:
+    """What every MCP message gets, whichever path serves it (the SDK's or mcp/fastlane.py): metrics,
+    the log context, fields for the access line, span attributes, and a line of its own when it did
+    not succeed. The caller reports the handler's result with `.result()`; an exception is classified
+    here and re-raised. The current span is the MCP method's span."""
     started = time.perf_counter()
-    outcome = "error"
+    observed = _Observed()
     # Unknown methods would otherwise let a client mint unbounded label values.
-    method = ctx.method if ctx.method in _KNOWN_METHODS else "other"
-    name = ctx.params.get("name") if ctx.params else None
+    method = method if method in _KNOWN_METHODS else "other"
+    name = params.get("name") if params else None
     tool = name if method == "tools/call" and isinstance(name, str) and len(name) <= 128 else None
-    era = era_of(ctx.protocol_version)
+    era = era_of(protocol_version)
     span = trace.get_current_span()
     link_request_span(span.get_span_context())
     log_context.annotate(mcp_method=method, tool=tool)
     with log_context.bind(mcp_method=method, tool=tool):
         try:
-            result = await call_next(ctx)
-            is_tool_error = getattr(result, "is_error", None) or (
-                isinstance(result, dict) and result.get("isError")
-            )
-            outcome = "tool_error" if is_tool_error else "ok"
-            return result
+            yield observed
         except MCPError as exc:
             # A JSON-RPC error the client caused (bad params, unknown method) is not a server fault.
-            outcome = "error" if exc.error.code == INTERNAL_ERROR else "client_error"
+            observed.outcome = "error" if exc.error.code == INTERNAL_ERROR else "client_error"
             raise
         except ValidationError:
-            outcome = "client_error"
+            observed.outcome = "client_error"
             raise
         finally:
+            outcome = observed.outcome
             elapsed = time.perf_counter() - started
             MCP_REQUESTS.labels(method=method, era=era, outcome=outcome).inc()
             MCP_REQUEST_SECONDS.labels(method=method).observe(elapsed)
@@ -118,16 +139,17 @@ async def _metrics_middleware(ctx: ServerRequestContext[Any, Any], call_next: Ca
             if current is not None and current.tenant:
                 span.set_attribute("secure_agent.tenant", current.tenant)
             # One INFO line per request: a success only adds its fields to the access line.
-            access_fields(era=era, protocol_version=ctx.protocol_version, mcp_outcome=outcome)
-            event(
-                log,
-                logging.WARNING if outcome == "error" else logging.INFO if outcome != "ok" else logging.DEBUG,
-                "mcp request",
-                era=era,
-                protocol_version=ctx.protocol_version,
-                duration_ms=round(elapsed * 1000, 3),
-                outcome=outcome,
-            )
+            access_fields(era=era, protocol_version=protocol_version, mcp_outcome=outcome)
+            if outcome != "ok" or log.isEnabledFor(logging.DEBUG):
+                event(
+                    log,
+                    logging.WARNING if outcome == "error" else logging.INFO if outcome != "ok" else logging.DEBUG,
+                    "mcp request",
+                    era=era,
+                    protocol_version=protocol_version,
+                    duration_ms=round(elapsed * 1000, 3),
+                    outcome=outcome,
+                )
 
 
 _KNOWN_METHODS = frozenset(

@@ -23,6 +23,8 @@ from agent_runner.observability.tracing import extract, tracer
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .metrics import HTTP_LATENCY, HTTP_LATENCY_HIGHR, HTTP_REQUEST_SIZE, HTTP_REQUESTS, HTTP_RESPONSE_SIZE
+
 log = logging.getLogger("mcp_api.access")
 _tracer = tracer("mcp_api.http")
 ROUTES = frozenset(
@@ -85,26 +87,36 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        carrier: dict[str, str] = {}
+        carrier: dict[str, str] | None = None
         incoming_id = None
+        request_bytes = 0
         for key, value in scope.get("headers", ()):
             if key in _PROPAGATED:
+                if carrier is None:
+                    carrier = {}
                 carrier[key.decode("latin-1")] = value.decode("latin-1")
             elif key == b"x-request-id":
                 incoming_id = value.decode("latin-1")
+            elif key == b"content-length" and value.isdigit():
+                request_bytes = int(value)
         request_id = context.accept_request_id(incoming_id)
         method = scope.get("method", "GET")
         path = scope.get("path", "")
         route = path if path in ROUTES else "other"
         started = time.perf_counter()
         status = 500
+        response_bytes = 0
+        request_id_header = (b"x-request-id", request_id.encode())
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_bytes
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
+                for key, value in headers:
+                    if key == b"content-length" and value.isdigit():
+                        response_bytes = int(value)
+                headers.append(request_id_header)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -112,7 +124,8 @@ class ObservabilityMiddleware:
             context.bind(request_id=request_id) as log_ctx,
             _tracer.start_as_current_span(
                 f"{method} {route}",
-                context=extract(carrier),
+                # No caller context: the span starts a trace (what an empty carrier would give, cheaper).
+                context=extract(carrier) if carrier else None,
                 kind=SpanKind.SERVER,
                 attributes={"http.request.method": method, "http.route": route, "url.path": route},
             ) as span,
@@ -123,11 +136,13 @@ class ObservabilityMiddleware:
                 await self.app(scope, receive, send_wrapper)
             finally:
                 _request_span.reset(token)
+                elapsed = time.perf_counter() - started
                 span.set_attribute("http.response.status_code", status)
                 if log_ctx.tenant:
                     span.set_attribute("secure_agent.tenant", log_ctx.tenant)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
+                _record_http(method, path, status, elapsed, request_bytes, response_bytes)
                 if self.access_log:
                     event(
                         log,
@@ -136,8 +151,24 @@ class ObservabilityMiddleware:
                         http_method=method,
                         path=route,
                         status=status,
-                        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                        duration_ms=round(elapsed * 1000, 3),
                         outcome=outcome_of(status),
                         mcp_trace_id=request.mcp_trace_id,
                         **request.fields,
                     )
+
+
+def _record_http(
+    method: str, path: str, status: int, elapsed: float, request_bytes: int, response_bytes: int
+) -> None:
+    """The instrumentator's default HTTP metrics (observability/metrics.py), with its label rules:
+    the route path as handler ("none" for paths no route serves), the status grouped ("2xx"),
+    /metrics itself not counted."""
+    if path == "/metrics":
+        return
+    handler = path if path in ROUTES else "none"
+    HTTP_REQUESTS.labels(method, f"{status // 100}xx", handler).inc()
+    HTTP_REQUEST_SIZE.labels(handler).observe(request_bytes)
+    HTTP_RESPONSE_SIZE.labels(handler).observe(response_bytes)
+    HTTP_LATENCY_HIGHR.observe(elapsed)
+    HTTP_LATENCY.labels(method, handler).observe(elapsed)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of mcp-api (prefix `secure_agent_`); HTTP metrics come from the instrumentator.
+"""Prometheus metrics of mcp-api: ours (prefix `secure_agent_`) and the HTTP ones (`http_*`).
 
 Works in one process and under gunicorn with several workers: with `PROMETHEUS_MULTIPROC_DIR` set
 (gunicorn.conf.py sets it), every worker writes its values to files there and `/metrics` sums
@@ -13,12 +13,68 @@ The dashboards and alerts may only use names defined in this module (a test chec
 from __future__ import annotations
 
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Summary
 
 from .. import __version__
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 SLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+
+# --- HTTP -------------------------------------------------------------------------------------
+# The names, labels and buckets of prometheus-fastapi-instrumentator's default set, which dashboards
+# and users' queries know. Recorded by the outermost layer (observability/http.py), which times every
+# request anyway: the instrumentator's own middleware cost ~4 % of a tools/call and /mcp does not pass
+# through FastAPI's stack (app.py). The instrumentator still serves /metrics.
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "Total number of requests by method, status and handler.",
+    ["method", "status", "handler"],
+)
+HTTP_REQUEST_SIZE = Summary(
+    "http_request_size_bytes",
+    "Content length of incoming requests by handler. Only value of header is respected. Otherwise "
+    "ignored. No percentile calculated. ",
+    ["handler"],
+)
+HTTP_RESPONSE_SIZE = Summary(
+    "http_response_size_bytes",
+    "Content length of outgoing responses by handler. Only value of header is respected. Otherwise "
+    "ignored. No percentile calculated. ",
+    ["handler"],
+)
+HTTP_LATENCY_HIGHR = Histogram(
+    "http_request_duration_highr_seconds",
+    "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. ",
+    buckets=(
+        0.01,
+        0.025,
+        0.05,
+        0.075,
+        0.1,
+        0.25,
+        0.5,
+        0.75,
+        1,
+        1.5,
+        2,
+        2.5,
+        3,
+        3.5,
+        4,
+        4.5,
+        5,
+        7.5,
+        10,
+        30,
+        60,
+    ),
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important. ",
+    ["method", "handler"],
+    buckets=(0.1, 0.5, 1),
+)
 
 # --- MCP traffic and tools -------------------------------------------------------------------
 MCP_REQUESTS = Counter(
@@ -127,16 +183,16 @@ STORE_SECONDS = Histogram(
     ["operation"],
     buckets=LATENCY_BUCKETS,
 )
-STORE_ERRORS = Counter("secure_agent_store_errors_total", "Failed store statements, by operation.", ["operation"])
+STORE_ERRORS = Counter(
+    "secure_agent_store_errors_total", "Failed store statements, by operation.", ["operation"]
+)
 DEPENDENCY_UP = Gauge(
     "secure_agent_dependency_up",
     "1 when a dependency answered the last readiness check (store, runners), else 0.",
     ["dependency"],
     multiprocess_mode="livemin",
 )
-READY = Gauge(
-    "secure_agent_ready", "1 when /ready would answer 200, else 0.", multiprocess_mode="livemin"
-)
+READY = Gauge("secure_agent_ready", "1 when /ready would answer 200, else 0.", multiprocess_mode="livemin")
 TLS_CERT_EXPIRY = Gauge(
     "secure_agent_tls_certificate_expiry_timestamp_seconds",
     "notAfter of each configured TLS certificate, as a Unix timestamp.",
@@ -144,7 +200,10 @@ TLS_CERT_EXPIRY = Gauge(
     multiprocess_mode="livemin",
 )
 BUILD_INFO = Gauge(
-    "secure_agent_build_info", "Always 1; labels name the running version.", ["version"], multiprocess_mode="livemax"
+    "secure_agent_build_info",
+    "Always 1; labels name the running version.",
+    ["version"],
+    multiprocess_mode="livemax",
 )
 
 STORE_OPERATIONS = ("select", "insert", "update", "delete", "other")

@@ -51,14 +51,22 @@ def secure_mcp_endpoint(transport: ASGIApp, services: Services) -> SecuredEndpoi
     )
 
 
+def _headers_options(settings: Settings) -> dict:
+    return {
+        "allowed_origins": settings.allowed_origins,
+        "proxies": TrustedProxies(settings.trusted_proxies),
+        "limits": settings.limits,
+        "public_https": urlparse(settings.public_url or "").scheme == "https",
+    }
+
+
 def security_middleware(app: FastAPI, settings: Settings) -> None:
-    app.add_middleware(
-        SecurityHeadersMiddleware,
-        allowed_origins=settings.allowed_origins,
-        proxies=TrustedProxies(settings.trusted_proxies),
-        limits=settings.limits,
-        public_https=urlparse(settings.public_url or "").scheme == "https",
-    )
+    app.add_middleware(SecurityHeadersMiddleware, **_headers_options(settings))
+
+
+def security_headers(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """The same security headers and CORS handling as security_middleware, around one endpoint."""
+    return SecurityHeadersMiddleware(app, **_headers_options(settings))
 
 
 def security_lifespan_tasks(services: Services) -> list[asyncio.Task]:

@@ -1,0 +1,281 @@
+"""The tools/call fast lane (mcp/fastlane.py) answers exactly as the SDK's entry does.
+
+Every case is sent twice on one app, once with the fast lane on and once off, with the same JSON-RPC
+id; status, headers (but the request id) and body bytes must be equal, and the fast lane must have
+served the first one itself (or, for what it must not take, left both to the SDK).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
+from mcp_helpers import LEGACY, MODERN, TEST_KEY
+
+pytestmark = pytest.mark.anyio
+
+JSON = "application/json"
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "pytest", "version": "1"},
+}
+# A 1x1 PNG: image content on one path, base64 structured content on the other.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+class Spy:
+    """Counts the requests the fast lane served itself."""
+
+    def __init__(self, lane) -> None:
+        self.lane = lane
+        self.served = 0
+        original = lane._serve
+
+        async def serve(plan, send):
+            self.served += 1
+            await original(plan, send)
+
+        lane._serve = serve
+
+
+@pytest.fixture
+def spy(app) -> Spy:
+    return Spy(app.state.fast_lane)
+
+
+def request(era: str, name: str, arguments: dict | None = None, *, request_id=7, accept: str = JSON,
+            meta: dict | None = None, headers: dict | None = None) -> tuple[dict, dict]:  # fmt: skip
+    params: dict = {"name": name}
+    if arguments is not None:
+        params["arguments"] = arguments
+    head = {"content-type": JSON, "accept": accept, "authorization": f"Bearer {TEST_KEY}"}
+    if era == "modern":
+        params["_meta"] = dict(ENVELOPE) if meta is None else meta
+        head |= {"mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": name}
+    else:
+        if meta is not None:
+            params["_meta"] = meta
+        head["mcp-protocol-version"] = LEGACY
+    head |= headers or {}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}, head
+
+
+async def both_ways(
+    http: httpx.AsyncClient, spy: Spy, body, headers: dict, reset=lambda: None
+) -> tuple[httpx.Response, bool]:
+    """(the response, whether the fast lane served it); asserts the SDK's answer is the same.
+    `reset` puts the workspace back before each of the two sends (for tools that change it)."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    before = spy.served
+    spy.lane.enabled = True
+    reset()
+    fast = await http.post("/mcp", content=raw, headers=headers)
+    served = spy.served == before + 1
+    spy.lane.enabled = False
+    try:
+        reset()
+        slow = await http.post("/mcp", content=raw, headers=headers)
+    finally:
+        spy.lane.enabled = True
+    assert spy.served == before + served  # the SDK path never reaches the fast lane's server
+    assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
+    assert _headers(fast) == _headers(slow)
+    return fast, served
+
+
+def _headers(response: httpx.Response) -> list[tuple[str, str]]:
+    return sorted((k, v) for k, v in response.headers.multi_items() if k != "x-request-id")
+
+
+@pytest.fixture
+def files(workspace):
+    (workspace / "notes.txt").write_text("".join(f"line {i} é 漢字 🙂 \x1f\n" for i in range(200)))
+    (workspace / "image.png").write_bytes(PNG)
+    (workspace / "blob.bin").write_bytes(bytes(range(256)) * 4)
+    (workspace / "dir").mkdir()
+    (workspace / "dir" / "a.txt").write_text("alpha\n")
+    return workspace
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [
+        ("read_file", {"path": "notes.txt"}),
+        ("read_file", {"path": "notes.txt", "offset": 10, "limit": 5}),
+        ("read_file", {"path": "notes.txt", "max_bytes": 100}),  # truncated
+        ("read_file", {"path": "image.png"}),
+        ("read_file", {"path": "blob.bin"}),
+        ("read_file", {"path": "missing.txt"}),  # tool error from the runner
+        ("read_file", {"path": "../etc/passwd"}),  # denied
+        ("read_file", {"path": "notes.txt", "limit": 0}),  # argument validation
+        ("read_file", {"path": 5}),
+        ("read_file", {}),
+        ("read_file", None),
+        ("read_file", {"path": "notes.txt", "unknown": True}),
+        ("list_directory", {"path": "dir"}),
+        ("write_file", {"path": "dir/b.txt", "content": "beta ✓\n"}),
+        ("write_file", {"path": "dir/b.txt", "content": "x", "overwrite": False}),  # exists: tool error
+    ],
+)
+async def test_same_answer_as_the_sdk(http, spy, files, era, name, arguments):
+    body, headers = request(era, name, arguments)
+
+    def reset():
+        target = files / "dir" / "b.txt"
+        if arguments and arguments.get("overwrite") is False:
+            target.write_text("already here\n")
+        else:
+            target.unlink(missing_ok=True)
+
+    response, served = await both_ways(http, spy, body, headers, reset)
+    assert served
+    assert response.status_code == 200
+    assert response.json()["id"] == 7
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+@pytest.mark.parametrize("request_id", [0, -1, 2**53, "abc", "", "ü"])
+async def test_ids_come_back_as_sent(http, spy, files, era, request_id):
+    body, headers = request(era, "read_file", {"path": "dir/a.txt"}, request_id=request_id)
+    response, served = await both_ways(http, spy, body, headers)
+    assert served and response.json()["id"] == request_id
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_tool_failures_map_as_in_the_sdk(app, http, spy, files, era):
+    mcp = app.state.mcp
+
+    @mcp.tool(name="raises_tool_error")
+    async def raises_tool_error() -> str:
+        raise ToolError("refused: nothing to do")
+
+    @mcp.tool(name="crashes")
+    async def crashes() -> str:
+        raise RuntimeError("internal detail that must not leak")
+
+    @mcp.tool(name="raises_mcp_error")
+    async def raises_mcp_error() -> str:
+        raise MCPError(code=-32602, message="bad thing")
+
+    for name in ("raises_tool_error", "crashes", "raises_mcp_error"):
+        body, headers = request(era, name, {})
+        response, served = await both_ways(http, spy, body, headers)
+        assert served, name
+        assert "internal detail" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("era", "change"),
+    [
+        ("legacy", {"accept": "application/json, text/event-stream"}),  # streams: the SDK's
+        ("modern", {"accept": "application/json, text/event-stream"}),
+        ("modern", {"accept": "*/*"}),
+        ("legacy", {"meta": {"progressToken": "p1"}}),
+        ("legacy", {"meta": ENVELOPE}),  # a modern envelope on the legacy wire
+        ("modern", {"meta": {**ENVELOPE, "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}}),
+        ("modern", {"meta": {**ENVELOPE, "progressToken": 3}}),
+        ("modern", {"meta": {"io.modelcontextprotocol/protocolVersion": MODERN}}),  # half an envelope
+        ("modern", {"headers": {"mcp-name": "write_file"}}),  # header and body disagree
+        ("modern", {"headers": {"mcp-param-path": "dir/a.txt"}}),
+        ("legacy", {"headers": {"mcp-session-id": "abc"}}),
+        ("legacy", {"request_id": None}),
+        ("legacy", {"request_id": True}),
+        ("legacy", {"request_id": 1.5}),
+        ("modern", {"request_id": [1]}),
+    ],
+)
+async def test_what_it_leaves_to_the_sdk(http, spy, files, era, change):
+    options = {k: v for k, v in change.items() if k in ("accept", "meta", "headers", "request_id")}
+    body, headers = request(era, "read_file", {"path": "dir/a.txt"}, **options)
+    _, served = await both_ways(http, spy, body, headers)
+    assert not served
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"[]",
+        json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file"}}]).encode(),
+        json.dumps({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "read_file"}}).encode(),
+        json.dumps({"jsonrpc": "1.0", "id": 1, "method": "tools/call", "params": {"name": "read_file"}}).encode(),
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode(),
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "no_such_tool"}}).encode(),
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": "read_file"}).encode(),
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file", "x": 1}}).encode(),
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "extra": 1, "params": {"name": "read_file"}}).encode(),
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file", "arguments": []}}).encode(),
+    ],
+)  # fmt: skip
+async def test_malformed_or_other_messages_go_to_the_sdk(http, spy, files, raw):
+    _, headers = request("legacy", "read_file")
+    _, served = await both_ways(http, spy, raw, headers)
+    assert not served
+
+
+async def test_a_tool_that_takes_a_context_is_left_to_the_sdk(app, http, spy, files):
+    @app.state.mcp.tool(name="reports_progress")
+    async def reports_progress(ctx: Context) -> str:
+        await ctx.report_progress(1, 2)
+        return "done"
+
+    body, headers = request("modern", "reports_progress", {})
+    response, served = await both_ways(http, spy, body, headers)
+    assert not served and response.json()["result"]["content"][0]["text"] == "done"
+
+
+async def test_a_disallowed_tool_is_refused_on_the_fast_lane_too(app, http, spy, files, monkeypatch):
+    # The AgentProfile gate lives in SecureAgentMCP.call_tool, which both paths reach.
+    from mcp_api.mcp import server as server_module
+
+    def deny(services, name):
+        raise ToolError(f"the tool {name!r} is not allowed by your AgentProfile")
+
+    monkeypatch.setattr(server_module, "check_tool_allowed", deny)
+    body, headers = request("modern", "read_file", {"path": "dir/a.txt"})
+    response, served = await both_ways(http, spy, body, headers)
+    assert served
+    result = response.json()["result"]
+    assert result["isError"] is True and "not allowed" in result["content"][0]["text"]
+
+
+async def test_unauthenticated_requests_never_reach_it(http, spy, files):
+    body, headers = request("legacy", "read_file", {"path": "dir/a.txt"})
+    headers["authorization"] = "Bearer sa_wrongkey0000_" + "x" * 43
+    response, served = await both_ways(http, spy, body, headers)
+    assert response.status_code == 401 and not served
+
+
+_texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+_values = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**12), st.floats(allow_nan=False), _texts)
+_arguments = st.fixed_dictionaries(
+    {},
+    optional={
+        "path": st.one_of(st.sampled_from(["notes.txt", "dir/a.txt", "image.png", "dir", "/abs", "a/../b"]), _values),
+        "offset": _values,
+        "limit": _values,
+        "max_bytes": _values,
+        "workspace": st.one_of(st.sampled_from(["default", "other", "../x", "Bad Name"]), _values),
+        "extra": _values,
+    },
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(era=st.sampled_from(["legacy", "modern"]), arguments=_arguments)
+async def test_random_read_file_arguments_answer_alike(http, spy, files, era, arguments):
+    body, headers = request(era, "read_file", arguments)
+    response, served = await both_ways(http, spy, body, headers)
+    assert served
+    assert response.status_code == 200
