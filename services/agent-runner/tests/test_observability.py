@@ -42,17 +42,30 @@ def spans():
     yield _exporter
 
 
-@pytest.fixture
-def logs():
+def _capture(level: int):
     stream = io.StringIO()
     handler = make_handler("agent-runner", "json", stream=stream)
     root = logging.getLogger()
     root.addHandler(handler)
-    level = root.level
-    root.setLevel(logging.INFO)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
-    root.removeHandler(handler)
+    before = root.level
     root.setLevel(level)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)
+
+
+@pytest.fixture
+def logs():
+    """The JSON lines of a runner at DEBUG (successful calls are logged at DEBUG)."""
+    yield from _capture(logging.DEBUG)
+
+
+@pytest.fixture
+def info_logs():
+    """The JSON lines of a runner at INFO (the level mcp-api gives its runners by default)."""
+    yield from _capture(logging.INFO)
 
 
 @pytest.fixture
@@ -96,7 +109,22 @@ async def test_call_is_one_trace_across_client_and_runner_with_joined_log_lines(
         "req-123", context.hash_tenant("acme"), "read_file", "files/read", "ok",
     )  # fmt: skip
     assert (missing["outcome"], missing["error_code"], missing["status"]) == ("rejected", "not_found", 404)
+    # A success repeats mcp-api's access line: DEBUG. A refused or failed call: INFO.
+    assert (ok["level"], missing["level"]) == ("DEBUG", "INFO")
     assert "acme" not in json.dumps(lines)
+
+
+async def test_at_info_only_refused_and_failed_calls_are_logged(client, info_logs):
+    runner, _ = client
+    with context.bind(request_id="req-456"):
+        await runner.call("files/read", ReadFileRequest(path="a.txt"))
+        with pytest.raises(RunnerError):
+            await runner.call("files/read", ReadFileRequest(path="missing.txt"))
+    lines = [line for line in info_logs() if line["message"] == "runner request"]
+    assert [(line["op"], line["outcome"], line["level"]) for line in lines] == [
+        ("files/read", "rejected", "INFO")
+    ]
+    assert lines[0]["request_id"] == "req-456"
 
 
 async def test_refused_calls_are_logged_without_the_token(client, logs):

@@ -8,6 +8,7 @@ import json
 import time
 
 import pytest
+from agent_runner.observability import LOG_LEVEL_ENV
 from mcp_api.app import create_app
 from mcp_api.observability import tracing
 from mcp_helpers import Mcp
@@ -27,6 +28,9 @@ async def traced_http(settings, spans, otlp_collector, monkeypatch):
     # Only the runner exports to the collector; this process keeps its spans in memory.
     monkeypatch.setitem(tracing._runner_env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp_collector.url)
     monkeypatch.setitem(tracing._runner_env, "OTEL_BSP_SCHEDULE_DELAY", "100")
+    # The runner logs a successful call at DEBUG (mcp-api's access line is its record at INFO);
+    # at DEBUG its line for the call can be checked against the trace.
+    monkeypatch.setitem(tracing._runner_env, LOG_LEVEL_ENV, "debug")
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost:8080", timeout=30) as client:

@@ -1,4 +1,5 @@
-"""The runner's request telemetry: one SERVER span and one JSON log line per runner-protocol call.
+"""The runner's request telemetry: one SERVER span and one JSON log line per runner-protocol call
+(at DEBUG for a successful one, which mcp-api's access line already records; INFO otherwise).
 
 The caller's `traceparent` continues its trace; `x-request-id` and the hashed tenant, MCP method
 and tool headers (sent by RunnerClient) join the runner's log lines to the mcp-api request.
@@ -19,7 +20,12 @@ from .tracing import extract, tracer
 
 log = logging.getLogger("agent_runner.access")
 _tracer = tracer("agent_runner")
-_PROPAGATED = (b"traceparent", b"tracestate", b"baggage")
+_PROPAGATED = frozenset((b"traceparent", b"tracestate", b"baggage"))
+# The log-context headers RunnerClient sends (ASGI header names are lower-case bytes).
+_REQUEST_ID = context.REQUEST_ID_HEADER.encode()
+_TENANT = context.TENANT_HEADER.encode()
+_MCP_METHOD = context.MCP_METHOD_HEADER.encode()
+_TOOL = context.TOOL_HEADER.encode()
 _MAX_ERROR_BODY = 4096
 
 
@@ -45,17 +51,18 @@ class RunnerTelemetry:
             await self.app(scope, receive, send)
             return
         carrier: dict[str, str] = {}
-        wanted: dict[bytes, str | None] = {
-            b"x-request-id": None,
-            context.TENANT_HEADER.encode(): None,
-            context.MCP_METHOD_HEADER.encode(): None,
-            context.TOOL_HEADER.encode(): None,
-        }
+        request_id = tenant = mcp_method = tool = None
         for key, value in scope.get("headers", ()):
             if key in _PROPAGATED:
                 carrier[key.decode("latin-1")] = value.decode("latin-1")
-            elif key in wanted:
-                wanted[key] = value.decode("latin-1")
+            elif key == _REQUEST_ID:
+                request_id = value.decode("latin-1")
+            elif key == _TENANT:
+                tenant = value.decode("latin-1")
+            elif key == _MCP_METHOD:
+                mcp_method = value.decode("latin-1")
+            elif key == _TOOL:
+                tool = value.decode("latin-1")
         path: str = scope.get("path", "")
         op = path[4:] if path.startswith("/v1/") else path
         started = time.perf_counter()
@@ -73,38 +80,46 @@ class RunnerTelemetry:
 
         with (
             context.bind(
-                request_id=context.accept_request_id(wanted[b"x-request-id"]),
-                tenant=context.safe_label(wanted[context.TENANT_HEADER.encode()]),
-                mcp_method=context.safe_label(wanted[context.MCP_METHOD_HEADER.encode()]),
-                tool=context.safe_label(wanted[context.TOOL_HEADER.encode()]),
+                request_id=context.accept_request_id(request_id),
+                tenant=context.safe_label(tenant),
+                mcp_method=context.safe_label(mcp_method),
+                tool=context.safe_label(tool),
             ),
             _tracer.start_as_current_span(
                 f"runner {op}",
-                context=extract(carrier),
+                # No propagation headers (a caller without tracing): no context to extract.
+                context=extract(carrier) if carrier else None,
                 kind=SpanKind.SERVER,
-                attributes={"rpc.system": "secure-agent-runner", "rpc.method": op, "http.request.method": scope.get("method", "")},
+                attributes={
+                    "rpc.system": "secure-agent-runner",
+                    "rpc.method": op,
+                    "http.request.method": scope.get("method", ""),
+                },
             ) as span,
         ):
             try:
                 await self.app(scope, receive, send_wrapper)
             finally:
-                outcome = outcome_of(status)
                 code = _error_code(bytes(error_body)) if status >= 400 else None
                 span.set_attribute("http.response.status_code", status)
                 if code:
                     span.set_attribute("error.type", code)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR, code or str(status)))
-                event(
-                    log,
-                    logging.DEBUG if path in self.quiet_paths else logging.INFO,
-                    "runner request",
-                    op=op,
-                    status=status,
-                    error_code=code,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                    outcome=outcome,
-                )
+                # A successful call at DEBUG: mcp-api's access line already records it (op, outcome,
+                # tool_ms). Refused and failed calls stay at INFO.
+                level = logging.DEBUG if status < 400 or path in self.quiet_paths else logging.INFO
+                if log.isEnabledFor(level):
+                    event(
+                        log,
+                        level,
+                        "runner request",
+                        op=op,
+                        status=status,
+                        error_code=code,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                        outcome=outcome_of(status),
+                    )
 
 
 def _error_code(body: bytes) -> str | None:
