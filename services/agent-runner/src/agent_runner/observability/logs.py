@@ -16,6 +16,7 @@ the final fields again only for records that did not pass that filter (a handler
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import os
@@ -46,6 +47,23 @@ _FIELDS_REDACTED = "_fields_redacted"
 _FILTERED_KEY = "\x00redacted"
 
 
+_TRAILING_FIELDS = FIELDS[5:]
+_last_second: tuple[tuple[int, ...], str] = ((), "")
+
+
+def _timestamp(created: float) -> str:
+    """`2026-01-01T00:00:00.123Z`: `isoformat(timespec="milliseconds")` of the UTC time with "Z" for
+    "+00:00", its date and time of day formatted once per second."""
+    global _last_second
+    moment = datetime.fromtimestamp(created, UTC)
+    second = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+    cached_second, prefix = _last_second
+    if cached_second != second:
+        prefix = moment.isoformat(timespec="seconds")[:-6]  # without "+00:00"
+        _last_second = (second, prefix)
+    return f"{prefix}.{moment.microsecond // 1000:03d}Z"
+
+
 def trace_ids() -> tuple[str | None, str | None]:
     span_context = trace.get_current_span().get_span_context()
     if not span_context.is_valid:
@@ -64,13 +82,14 @@ class ContextFilter(logging.Filter):
         self.service = service
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.service = self.service
+        fields = record.__dict__
+        fields["service"] = self.service
         ctx = context.current()
         for name in _CONTEXT_FIELDS:
-            if getattr(record, name, None) is None:
-                setattr(record, name, getattr(ctx, name) if ctx else None)
-        if getattr(record, "trace_id", None) is None:
-            record.trace_id, record.span_id = trace_ids()
+            if fields.get(name) is None:
+                fields[name] = getattr(ctx, name) if ctx else None
+        if fields.get("trace_id") is None:
+            fields["trace_id"], fields["span_id"] = trace_ids()
         return True
 
 
@@ -112,24 +131,33 @@ class JsonFormatter(_BaseJsonFormatter):
     def __init__(self, service: str = "secure-agent") -> None:
         super().__init__(reserved_attrs=list(_RECORD_ATTRS | {"_redacted", _FIELDS_REDACTED}))
         self.service = service
+        # Attributes that are not extra fields: reserved ones and the fixed fields placed first.
+        self._not_extra = frozenset(self._skip_fields | set(FIELDS))
+        # One encoder for every line: what json.dumps(cls=..., ensure_ascii=...) builds on each call.
+        self._encoder = self.json_encoder(ensure_ascii=self.json_ensure_ascii, indent=self.json_indent,
+                                          default=self.json_default)  # fmt: skip
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict) -> None:
-        log_data["timestamp"] = (
-            datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        )
+        log_data["timestamp"] = _timestamp(record.created)
         log_data["level"] = record.levelname
         log_data["logger"] = record.name
         log_data["message"] = record.getMessage()
         log_data["service"] = getattr(record, "service", None) or self.service
-        for name in FIELDS[5:]:
+        for name in _TRAILING_FIELDS:
             log_data[name] = getattr(record, name, None)
+        not_extra = self._not_extra
         for key, value in vars(record).items():
-            if key not in self._skip_fields and not key.startswith("_") and key not in log_data:
+            if key not in not_extra and not key.startswith("_"):
                 log_data[key] = value
         for key, value in message_dict.items():
             log_data.setdefault(key, value)
         if getattr(record, "_redacted", False):
             log_data[_FILTERED_KEY] = True  # removed again by process_log_record
+
+    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
+        if self.json_serializer is not json.dumps:
+            return super().jsonify_log_record(log_data)
+        return self._encoder.encode(log_data)
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         if log_data.pop(_FILTERED_KEY, False):
@@ -166,6 +194,28 @@ class StdStreamHandler(logging.StreamHandler):
         pass
 
 
+class RotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """The stdlib's, formatting each record once: it formats it to decide whether to roll over, and
+    again to write it."""
+
+    _emitting: logging.LogRecord | None = None
+    _formatted: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._emitting, self._formatted = record, None  # under the handler's lock
+        try:
+            super().emit(record)
+        finally:
+            self._emitting = self._formatted = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record is not self._emitting:
+            return super().format(record)
+        if self._formatted is None:
+            self._formatted = super().format(record)
+        return self._formatted
+
+
 def make_handler(
     service: str,
     fmt: LogFormat = "json",
@@ -184,9 +234,7 @@ def make_handler(
     if file is not None:
         Path(file).parent.mkdir(parents=True, exist_ok=True)
         if max_bytes > 0:
-            handler = logging.handlers.RotatingFileHandler(
-                file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-            )
+            handler = RotatingFileHandler(file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         else:
             handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
     elif stream is None or stream is sys.stdout or stream is sys.stderr:

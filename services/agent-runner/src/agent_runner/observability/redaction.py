@@ -78,6 +78,34 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
         r"\1" + REDACTED,
     ),
 ]
+# Each pattern with the literals it cannot match without (any one of them), and whether they are
+# looked for as written or in the lower-cased text (the case-insensitive patterns). On ASCII text a
+# pattern none of whose literals occur cannot match, so `redact_text` skips it; the output is the
+# same as running every pattern. (Non-ASCII text runs every pattern: under IGNORECASE "ı" matches
+# "i" and "ſ" matches "s", which lower() does not show.) tests/test_redaction_fast_paths.py checks
+# each entry against the pattern and the whole against the plain scan.
+_KEY_WORD_LITERALS = ("pass", "pwd", "secret", "token", "key", "credential")  # every one of _KEY_WORDS
+_LITERALS: list[tuple[tuple[str, ...], bool]] = [
+    (("-----BEGIN ",), True),
+    (("authorization",), False),
+    (("bearer",), False),
+    (("sa_",), True),
+    (("sk-ant-",), True),
+    (("sk-",), True),
+    (("AIza",), True),
+    (("gh", "github_pat_"), True),
+    (("xox",), True),
+    (("AKIA", "ASIA"), True),
+    (("glpat-",), True),
+    (("eyJ",), True),
+    (("://",), True),
+    (_KEY_WORD_LITERALS, False),
+    (_KEY_WORD_LITERALS, False),
+]
+_SCANS: list[tuple[re.Pattern[str], str, tuple[str, ...], bool]] = [
+    (pattern, replacement, literals, cased)
+    for (pattern, replacement), (literals, cased) in zip(_PATTERNS, _LITERALS, strict=True)
+]
 
 _registered: set[str] = set()
 _registered_re: re.Pattern[str] | None = None
@@ -116,12 +144,26 @@ def redact_text(text: str) -> str:
     if not text:
         return text
     registered = _registered_re
-    if registered is not None:
+    if registered is not None and len(text) >= MIN_REGISTERED_LENGTH:  # no registered value is shorter
         text = registered.sub(REDACTED, text)
     if len(text) <= 14 and _SAFE_TOKEN.fullmatch(text):
         return text
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    if not text.isascii():
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+    lower = text.lower()
+    for pattern, replacement, literals, cased in _SCANS:
+        haystack = text if cased else lower
+        for literal in literals:
+            if literal in haystack:
+                break
+        else:
+            continue  # cannot match: skip the scan
+        redacted = pattern.sub(replacement, text)
+        if redacted != text:
+            text = redacted
+            lower = text.lower()
     return text
 
 
@@ -148,13 +190,36 @@ def _shape(value: Any) -> str:
     return type(value).__name__
 
 
+_PLAIN_KEY, _ARGUMENT_KEY, _SECRET_KEY = 0, 1, 2
+# What each field name is (the same few dozen names come back on every line); bounded, names only.
+_key_kinds: dict[str, int] = {}
+_KEY_KINDS_MAX = 2048
+
+
+def _key_kind(key: str) -> int:
+    kind = _key_kinds.get(key)
+    if kind is None:
+        kind = _ARGUMENT_KEY if key in ARGUMENT_FIELDS else _SECRET_KEY if SECRET_KEY_RE.search(key) else _PLAIN_KEY
+        if type(key) is str and len(_key_kinds) < _KEY_KINDS_MAX:
+            _key_kinds[key] = kind
+    return kind
+
+
 def redact_value(value: Any, key: str | None = None, _depth: int = 0) -> Any:
     """A copy of a structured log value with secrets removed (dicts, lists and strings are walked)."""
     if key is not None:
-        if key in ARGUMENT_FIELDS:
+        kind = _key_kinds.get(key)
+        if kind is None:
+            kind = _key_kind(key)
+        if kind == _ARGUMENT_KEY:
             return summarize_arguments(value)
-        if SECRET_KEY_RE.search(key) and value not in (None, "") and not isinstance(value, bool | int | float):
+        if kind == _SECRET_KEY and value not in (None, "") and not isinstance(value, bool | int | float):
             return REDACTED
+    cls = type(value)
+    if cls is str:
+        return redact_text(value) if _depth <= 8 else value
+    if value is None or cls is int or cls is float or cls is bool:
+        return value
     if _depth > 8:
         return REDACTED if isinstance(value, Mapping | list | tuple) else value
     if isinstance(value, str):
