@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # JSON-RPC server-error range; clients show the message, the HTTP status carries the semantics.
 UNAUTHORIZED_CODE = -32001
+_MAX_USERS = 10_000
 
 
 class BearerAuthMiddleware:
@@ -48,6 +49,20 @@ class BearerAuthMiddleware:
         self.proxies = proxies or TrustedProxies([])
         # Only a test plugin sets this: requests without credentials then act as this principal.
         self.anonymous: Principal | None = None
+        # The SDK's view of a principal (two pydantic models), built once per principal: it holds no
+        # secret (token=""), and a Principal is immutable, so a changed key is another entry.
+        self._users: dict[Principal, AuthenticatedUser] = {}
+
+    def _user(self, principal: Principal) -> AuthenticatedUser:
+        user = AuthenticatedUser(
+            AccessToken(
+                token="", client_id=f"{principal.tenant}/{principal.key_id}", scopes=sorted(principal.scopes)
+            )
+        )
+        if len(self._users) >= _MAX_USERS:
+            self._users.clear()
+        self._users[principal] = user
+        return user
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,11 +109,9 @@ class BearerAuthMiddleware:
                 await send_rate_limited(send, decision)
                 return
         # The SDK binds multi-round-trip request state to the authenticated client, so tell it too.
-        user = AuthenticatedUser(
-            AccessToken(
-                token="", client_id=f"{principal.tenant}/{principal.key_id}", scopes=sorted(principal.scopes)
-            )
-        )
+        user = self._users.get(principal)
+        if user is None:
+            user = self._user(principal)
         # Log lines and spans of this request name the tenant by its hash only.
         log_context.annotate(tenant=log_context.hash_tenant(principal.tenant))
         principal_token = current_principal.set(principal)

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..deps import Services
 from ..observability.http import access_fields, link_request_span
-from ..observability.metrics import MCP_REQUEST_SECONDS, MCP_REQUESTS, era_of
+from ..observability.metrics import MCP_REQUEST_SECONDS, MCP_REQUESTS, child, era_of
 from . import prompts, resources
 from .tools import agent as agent_tools
 from .tools import conversations as conversation_tools
@@ -132,8 +132,8 @@ def observe_mcp_request(method: str, params: Any, protocol_version: str) -> Iter
         finally:
             outcome = observed.outcome
             elapsed = time.perf_counter() - started
-            MCP_REQUESTS.labels(method=method, era=era, outcome=outcome).inc()
-            MCP_REQUEST_SECONDS.labels(method=method).observe(elapsed)
+            child(MCP_REQUESTS, method, era, outcome).inc()
+            child(MCP_REQUEST_SECONDS, method).observe(elapsed)
             span.set_attributes({"secure_agent.outcome": outcome, "secure_agent.era": era})
             current = log_context.current()
             if current is not None and current.tenant:

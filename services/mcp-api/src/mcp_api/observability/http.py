@@ -23,7 +23,14 @@ from agent_runner.observability.tracing import extract, tracer
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .metrics import HTTP_LATENCY, HTTP_LATENCY_HIGHR, HTTP_REQUEST_SIZE, HTTP_REQUESTS, HTTP_RESPONSE_SIZE
+from .metrics import (
+    HTTP_LATENCY,
+    HTTP_LATENCY_HIGHR,
+    HTTP_REQUEST_SIZE,
+    HTTP_REQUESTS,
+    HTTP_RESPONSE_SIZE,
+    child,
+)
 
 log = logging.getLogger("mcp_api.access")
 _tracer = tracer("mcp_api.http")
@@ -167,8 +174,13 @@ def _record_http(
     if path == "/metrics":
         return
     handler = path if path in ROUTES else "none"
-    HTTP_REQUESTS.labels(method, f"{status // 100}xx", handler).inc()
-    HTTP_REQUEST_SIZE.labels(handler).observe(request_bytes)
-    HTTP_RESPONSE_SIZE.labels(handler).observe(response_bytes)
+    if method not in _METHODS:
+        method = "other"
+    child(HTTP_REQUESTS, method, f"{status // 100}xx", handler).inc()
+    child(HTTP_REQUEST_SIZE, handler).observe(request_bytes)
+    child(HTTP_RESPONSE_SIZE, handler).observe(response_bytes)
     HTTP_LATENCY_HIGHR.observe(elapsed)
-    HTTP_LATENCY.labels(method, handler).observe(elapsed)
+    child(HTTP_LATENCY, method, handler).observe(elapsed)
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -20,6 +20,22 @@ from .. import __version__
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 SLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 
+_children: dict[tuple, object] = {}
+
+
+def child(metric, *values: str):
+    """`metric.labels(*values)`, remembered: labels() validates and locks on every call, which the hot
+    path pays several times a request. Label values here come from closed sets (the callers map
+    anything else to "other"/"none"), so the cache stays small; it is bounded anyway."""
+    key = (metric, values)
+    found = _children.get(key)
+    if found is None:
+        if len(_children) >= 10_000:
+            _children.clear()
+        found = _children[key] = metric.labels(*values)
+    return found
+
+
 # --- HTTP -------------------------------------------------------------------------------------
 # The names, labels and buckets of prometheus-fastapi-instrumentator's default set, which dashboards
 # and users' queries know. Recorded by the outermost layer (observability/http.py), which times every

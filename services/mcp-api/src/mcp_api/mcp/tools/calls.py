@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from ...auth.principal import Principal, current_principal
 from ...deps import Services
 from ...observability.http import access_fields
-from ...observability.metrics import TOOL_CALLS, TOOL_SECONDS
+from ...observability.metrics import TOOL_CALLS, TOOL_SECONDS, child
 from ...observability.tracing import tool_span
 from ...runners.base import DEFAULT_WORKSPACE, RunnerLimitError, RunnerStartError, WorkspaceNameError
 from ...security.rate_limit import TooManyInFlight
@@ -91,8 +91,8 @@ async def run_op(
             return result
         finally:
             elapsed = time.perf_counter() - started
-            TOOL_CALLS.labels(tool=tool, outcome=outcome).inc()
-            TOOL_SECONDS.labels(tool=tool).observe(elapsed)
+            child(TOOL_CALLS, tool, outcome).inc()
+            child(TOOL_SECONDS, tool).observe(elapsed)
             span.set_attribute("secure_agent.outcome", outcome)
             if error_code:
                 span.set_attribute("error.type", error_code)
