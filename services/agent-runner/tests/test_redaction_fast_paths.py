@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import enum
 import io
 import json
 import logging
@@ -21,10 +22,17 @@ from agent_runner.observability.logs import FIELDS, JsonFormatter, event, make_h
 from agent_runner.observability.redaction import REDACTED, redact_text, redact_value
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pythonjsonlogger.json import JsonEncoder
 
 # ---------------------------------------------------------------------------------------------------
-# Reference implementations: every pattern on every string, the key regex on every key (the code
-# before the fast paths, minus its own short-token shortcut).
+# Reference implementations: every pattern on every string, the key regex on every key, every key
+# through the patterns (the code before the fast paths, minus its own short-token shortcut). The
+# reference walk is the previous one with its three leaks closed the plain way (see
+# test_redaction_leaks.py): strings and bytes are redacted at any depth and only containers deeper
+# than the limit become REDACTED (sets and dataclasses too); dict keys are redacted like text (a
+# changed key that is taken becomes `key#2`, `key#3`, …); an object JSON does not know becomes what
+# python-json-logger's encoder `default` makes of it, walked and redacted (bytes and bytearrays are
+# decoded, as before, rather than base64-encoded).
 
 
 def ref_redact_text(text: str) -> str:
@@ -38,23 +46,54 @@ def ref_redact_text(text: str) -> str:
     return text
 
 
+def ref_free_key(name: str, taken: Mapping[str, Any]) -> str:
+    n, candidate = 1, name
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}#{n}"
+    return candidate
+
+
 def ref_redact_value(value: Any, key: str | None = None, _depth: int = 0) -> Any:
     if key is not None:
         if key in redaction.ARGUMENT_FIELDS:
-            return redaction.summarize_arguments(value)
+            return ref_summarize_arguments(value)
         if redaction.SECRET_KEY_RE.search(key) and value not in (None, "") and not isinstance(value, bool | int | float):
             return REDACTED
-    if _depth > 8:
-        return REDACTED if isinstance(value, Mapping | list | tuple) else value
     if isinstance(value, str):
         return ref_redact_text(value)
-    if isinstance(value, bytes):
+    if isinstance(value, bytes | bytearray):
         return ref_redact_text(value.decode("utf-8", "replace"))
+    if value is None or isinstance(value, bool | int | float | dt.date | dt.time):
+        return value
+    is_dataclass = dataclasses.is_dataclass(value) and not isinstance(value, type)
+    if _depth > 8 and (isinstance(value, Mapping | list | tuple | set | frozenset) or is_dataclass):
+        return REDACTED
     if isinstance(value, Mapping):
-        return {str(k): ref_redact_value(v, str(k), _depth + 1) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            name = ref_redact_text(str(k))
+            if name != str(k):
+                name = ref_free_key(name, out)
+            out[name] = ref_redact_value(v, name, _depth + 1)
+        return out
     if isinstance(value, list | tuple | set | frozenset):
         return [ref_redact_value(v, None, _depth + 1) for v in value]
-    return value
+    if is_dataclass:  # the encoder's dataclasses.asdict, without its deep copy (which reorders sets)
+        return ref_redact_value({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, None, _depth)
+    return ref_redact_value(JsonEncoder().default(value), None, _depth)
+
+
+def ref_summarize_arguments(arguments: Any) -> Any:
+    if isinstance(arguments, redaction.ArgumentSummary):
+        return arguments
+    if isinstance(arguments, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in arguments.items():
+            name = ref_redact_text(str(k))
+            out[name if name == str(k) else ref_free_key(name, out)] = redaction._shape(v)
+        return out
+    return {"value": redaction._shape(arguments)}
 
 
 def ref_timestamp(created: float) -> str:
@@ -155,23 +194,66 @@ KEYS = st.one_of(
     st.sampled_from(["token", "password", "Authorization", "cookie", "input_tokens", "arguments", "body", "path",
                      "status", "api-key", "x_secret", "detail", "headers", "tool_ms", "signature"]),  # fmt: skip
     st.text(max_size=10),
+    st.sampled_from(SHAPES),  # a secret as a key
+    st.sampled_from(["hunter22", "sk-" + "k" * 20, "token=abc"]),
 )
+
+
+@dataclasses.dataclass
+class Point:
+    x: Any
+    label: Any
+
+
+class Color(enum.Enum):
+    RED = "red"
+    KEY = "sk-" + "e" * 20
+    PAIR = ("x", "token=sk-" + "e" * 20)
+
+
+class Shown:
+    """An object JSON does not know, its str() carrying a secret."""
+
+    def __str__(self) -> str:
+        return "Shown(password=hunter22, key=sk-" + "s" * 20 + ")"
+
+
+OBJECTS = st.sampled_from([
+    ValueError("token=sk-" + "g" * 20), RuntimeError("Authorization: Bearer abcdefgh"), Color.RED, Color.KEY,
+    Color.PAIR, Color, Shown(), ValueError, dt.date(2026, 1, 2), dt.time(3, 4), bytearray(b"password=hunter2"),
+])  # fmt: skip
 LEAF = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), TEXT, TEXT.map(lambda t: t.encode("utf-8", "replace"))
-)
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), TEXT, TEXT.map(lambda t: t.encode("utf-8", "replace")),
+    OBJECTS, st.frozensets(TEXT, max_size=3),
+)  # fmt: skip
 VALUE = st.recursive(
     LEAF,
     lambda children: st.one_of(
         st.lists(children, max_size=4),
         st.lists(children, max_size=3).map(tuple),
         st.dictionaries(KEYS, children, max_size=4),
+        st.builds(lambda x, label: Point(x, label), children, children),
     ),
     max_leaves=20,
 )
 
 
+SHELLS = {"list": lambda v: [v], "tuple": lambda v: (v,), "dict": lambda v: {"k": v}, "point": lambda v: Point(0, v),
+          "set": lambda v: frozenset([v]) if isinstance(v, str | frozenset) else [v]}  # fmt: skip
+
+
+def _nest(value: Any, shells: list[str]) -> Any:
+    for shell in shells:
+        value = SHELLS[shell](value)
+    return value
+
+
+# A value wrapped in up to 12 containers: across the depth limit.
+DEEP = st.builds(_nest, st.one_of(TEXT, VALUE), st.lists(st.sampled_from(sorted(SHELLS)), max_size=12))
+
+
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(VALUE, st.one_of(st.none(), KEYS))
+@given(st.one_of(VALUE, DEEP), st.one_of(st.none(), KEYS))
 def test_redact_value_is_the_plain_walk(value: Any, key: str | None) -> None:
     assert redact_value(value, key) == ref_redact_value(value, key)
 
@@ -218,12 +300,6 @@ def _record(msg: Any = "m", args: Any = None, **extra: Any) -> logging.LogRecord
     record = logging.LogRecord("x.y", logging.WARNING, __file__, 7, msg, args, None)
     record.__dict__.update(extra)
     return record
-
-
-@dataclasses.dataclass
-class Point:
-    x: int
-    label: str
 
 
 EXTRA_VALUES = st.one_of(

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from opentelemetry import trace
+from pythonjsonlogger.json import JsonEncoder as _BaseJsonEncoder
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from . import context
-from .redaction import redact_fields, redact_text, redact_value
+from . import context, redaction
+from .redaction import encodable, redact_fields, redact_key, redact_keys, redact_text, redact_value
 
 LogFormat = Literal["json", "text"]
 FIELDS = (
@@ -120,16 +121,31 @@ class RedactingFilter(logging.Filter):
         if isinstance(tool, str):
             record.tool = redact_text(tool)
         if not getattr(record, _FIELDS_REDACTED, False):
-            for key, value in list(vars(record).items()):
+            fields = vars(record)
+            for key, value in list(fields.items()):
                 if key not in _RECORD_ATTRS and not key.startswith("_"):
-                    setattr(record, key, redact_value(value, key))
+                    fields[key] = redact_value(value, key)
+                    name = redact_key(key)  # an extra field's name can be a secret too
+                    if name != key:
+                        fields[redaction.free_key(name, fields)] = fields.pop(key)
         record._redacted = True
         return True
 
 
+class RedactingJsonEncoder(_BaseJsonEncoder):
+    """For an object JSON does not know, writes what python-json-logger's encoder would, redacted
+    (fields are redacted before they reach the encoder; this covers any that were not, e.g. an
+    object passed as `extra={"trace_id": ...}`)."""
+
+    def default(self, o: Any) -> Any:
+        return encodable(o)
+
+
 class JsonFormatter(_BaseJsonFormatter):
     def __init__(self, service: str = "secure-agent") -> None:
-        super().__init__(reserved_attrs=list(_RECORD_ATTRS | {"_redacted", _FIELDS_REDACTED}))
+        super().__init__(
+            reserved_attrs=list(_RECORD_ATTRS | {"_redacted", _FIELDS_REDACTED}), json_encoder=RedactingJsonEncoder
+        )
         self.service = service
         # Attributes that are not extra fields: reserved ones and the fixed fields placed first.
         self._not_extra = frozenset(self._skip_fields | set(FIELDS))
@@ -307,5 +323,7 @@ def event(logger: logging.Logger, level: int, message: str, **fields: Any) -> No
     """Log `message` with structured fields (redacted like everything else)."""
     if logger.isEnabledFor(level):
         extra = {k: redact_value(v, k) for k, v in fields.items()}
+        if not redaction._clean_keys.issuperset(fields):  # a field name that is (or holds) a secret
+            extra = redact_keys(extra)
         extra[_FIELDS_REDACTED] = True
         logger.log(level, message, extra=extra, stacklevel=2)

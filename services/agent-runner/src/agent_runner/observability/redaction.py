@@ -9,14 +9,22 @@ Two layers, both applied by every handler that `configure_logging` installs:
   (the dev API key, the runner token, collector credentials).
 * `redact_value` walks structured log fields: values under secret-sounding keys are replaced
   whole, and tool `arguments` are reduced to their names and sizes, because an argument (a file's
-  content, a command line) can hold a secret of no recognisable shape.
+  content, a command line) can hold a secret of no recognisable shape. Keys are text too (a secret
+  used as a dict key or field name is redacted), strings are redacted at any depth (containers past
+  MAX_DEPTH become REDACTED), and an object JSON does not know (an exception, a dataclass, anything
+  with a secret in its str()) becomes what the JSON encoder would write for it, redacted.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
 import re
 import threading
+import traceback
 from collections.abc import Iterable, Mapping
+from types import TracebackType
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -73,7 +81,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(
             rf"(?i)((?<![A-Za-z0-9])[A-Za-z0-9_.-]*(?:{_KEY_WORDS})\s*[:=]\s*)(?![\"'\\\[{{]|{re.escape(REDACTED)})"
-            r"[^\s\"'\\,;&}\]]+"
+            # the value, with any bracketed part inside it: `sk-[REDACTED]` (an earlier pattern's work)
+            # is replaced whole, not up to its `]` (which left `api_key=[REDACTED]]`)
+            r"(?:[^\s\"'\\,;&}\]\[]|\[[^\s\"'\\,;&}\]\[]*\]?)+"
         ),
         r"\1" + REDACTED,
     ),
@@ -124,6 +134,7 @@ def register_secret(*values: str | None) -> None:
         if _registered:
             alternatives = sorted(_registered, key=len, reverse=True)
             _registered_re = re.compile("|".join(re.escape(v) for v in alternatives))
+        _forget_clean_keys()
 
 
 def forget_secrets() -> None:
@@ -132,6 +143,7 @@ def forget_secrets() -> None:
     with _lock:
         _registered.clear()
         _registered_re = None
+        _forget_clean_keys()
 
 
 # Short tokens of these characters ("ok", "files/read", "2025-11-25", a hex id) cannot hold a secret
@@ -167,6 +179,51 @@ def redact_text(text: str) -> str:
     return text
 
 
+# Field names (dict keys, extra field names) that `redact_text` leaves as they are: the same few dozen
+# come back on every line. A key that is not here is redacted like any text (a secret used as a key
+# is no less a secret). Bounded; replaced, not cleared, when a secret is registered, so that a name
+# checked against the old secrets is never added to the new set.
+_clean_keys: set[str] = set()
+_CLEAN_KEYS_MAX = 2048
+
+
+def _forget_clean_keys() -> None:
+    global _clean_keys
+    _clean_keys = set()
+
+
+def redact_key(name: str) -> str:
+    """A field name as a log line may show it: `redact_text` of it (cached for clean names)."""
+    clean = _clean_keys  # before redact_text reads the registered values (see _forget_clean_keys)
+    if name in clean:
+        return name
+    redacted = redact_text(name)
+    if redacted == name and type(name) is str and len(clean) < _CLEAN_KEYS_MAX:
+        clean.add(name)
+    return redacted
+
+
+def free_key(name: str, taken: Mapping[str, Any]) -> str:
+    """`name`, or `name#2`, `name#3`, … the first not in `taken`: two secrets used as keys stay two
+    keys once both read `[REDACTED]`."""
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name}#{n}" in taken:
+        n += 1
+    return f"{name}#{n}"
+
+
+def redact_keys(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """`fields` with every key through `redact_key` (keys that change are kept distinct)."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        name = key if type(key) is str else str(key)
+        safe = redact_key(name)
+        out[safe if safe == name else free_key(safe, out)] = value
+    return out
+
+
 class ArgumentSummary(dict):
     """Names and sizes of arguments (a summary is not summarized again)."""
 
@@ -176,7 +233,7 @@ def summarize_arguments(arguments: Any) -> Any:
     if isinstance(arguments, ArgumentSummary):
         return arguments
     if isinstance(arguments, Mapping):
-        return ArgumentSummary({str(k): _shape(v) for k, v in arguments.items()})
+        return ArgumentSummary(redact_keys({str(k): _shape(v) for k, v in arguments.items()}))
     return ArgumentSummary({"value": _shape(arguments)})
 
 
@@ -205,8 +262,15 @@ def _key_kind(key: str) -> int:
     return kind
 
 
+MAX_DEPTH = 8  # deeper containers are logged as REDACTED (strings and other leaves are still redacted)
+_CONTAINERS = (Mapping, list, tuple, set, frozenset)
+
+
 def redact_value(value: Any, key: str | None = None, _depth: int = 0) -> Any:
-    """A copy of a structured log value with secrets removed (dicts, lists and strings are walked)."""
+    """A copy of a structured log value with secrets removed: dicts (their keys too), lists, tuples
+    and sets are walked, strings and bytes redacted as text, and any other object becomes what the
+    JSON encoder would write for it, redacted (`_object_value`). Nothing comes back unredacted, at
+    any depth: containers nested deeper than MAX_DEPTH become REDACTED."""
     if key is not None:
         kind = _key_kinds.get(key)
         if kind is None:
@@ -217,22 +281,85 @@ def redact_value(value: Any, key: str | None = None, _depth: int = 0) -> Any:
             return REDACTED
     cls = type(value)
     if cls is str:
-        return redact_text(value) if _depth <= 8 else value
+        return redact_text(value)
     if value is None or cls is int or cls is float or cls is bool:
         return value
-    if _depth > 8:
-        return REDACTED if isinstance(value, Mapping | list | tuple) else value
     if isinstance(value, str):
         return redact_text(value)
-    if isinstance(value, bytes):
+    if isinstance(value, bytes | bytearray):
         return redact_text(value.decode("utf-8", "replace"))
+    if _depth > MAX_DEPTH and (isinstance(value, _CONTAINERS) or _is_dataclass(value)):
+        return REDACTED
     if isinstance(value, Mapping):
-        return {str(k): redact_value(v, str(k), _depth + 1) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        clean = _clean_keys
+        for k, v in value.items():
+            name = k if type(k) is str else str(k)
+            if name not in clean:
+                safe = redact_key(name)
+                if safe != name:
+                    name = free_key(safe, out)
+            out[name] = redact_value(v, name, _depth + 1)
+        return out
     if isinstance(value, list | tuple | set | frozenset):
         return [redact_value(v, None, _depth + 1) for v in value]
-    return value
+    return _object_value(value, _depth)
+
+
+def _is_dataclass(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _object_value(value: Any, depth: int) -> Any:
+    """What python-json-logger's encoder writes for an object JSON does not know (its `default`, in
+    its order), redacted: numbers and dates as they are, an exception as `Type: message`, a
+    traceback as its text, an enum as its value, a dataclass as a dict of its fields, a class as its
+    name, anything else as `str()` (or `repr()`)."""
+    if isinstance(value, int | float | datetime.date | datetime.time):  # no secret in a number or a date
+        return value
+    if isinstance(value, BaseException):
+        return redact_text(f"{value.__class__.__name__}: {_text(value)}")
+    if isinstance(value, TracebackType):
+        return redact_text("".join(traceback.format_tb(value)).strip())
+    if isinstance(value, enum.Enum):
+        return redact_value(value.value, None, depth)
+    if isinstance(value, enum.EnumMeta):
+        return redact_value([member.value for member in value], None, depth)
+    if _is_dataclass(value):
+        # its fields, walked like a dict (not dataclasses.asdict: that deep-copies, without a depth limit)
+        return redact_value({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, None, depth)
+    if isinstance(value, type):
+        return redact_text(value.__name__)
+    return redact_text(_text(value))
+
+
+def _text(value: Any) -> str:
+    """`str(value)`, else `repr(value)`, else a placeholder (python-json-logger's `unknown_default`)."""
+    for render in (str, repr):
+        try:
+            return render(value)
+        except Exception:  # noqa: BLE001, PERF203, S112
+            continue
+    return "__could_not_encode__"
+
+
+def encodable(value: Any) -> Any:
+    """For a JSON encoder's `default`: `value` redacted, as JSON-native data (a date as its ISO text)."""
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return redact_value(value)
 
 
 def redact_fields(fields: Mapping[str, Any], skip: Iterable[str] = ()) -> dict[str, Any]:
+    """Each field redacted under its name, and each name redacted (but those in `skip`)."""
     skipped = set(skip)
-    return {k: (v if k in skipped else redact_value(v, k)) for k, v in fields.items()}
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in skipped:
+            out[key] = value
+            continue
+        value = redact_value(value, key)
+        name = key if type(key) is str else str(key)
+        safe = redact_key(name)
+        out[safe if safe == name else free_key(safe, out)] = value
+    return out
