@@ -7,8 +7,10 @@ served the first one itself (or, for what it must not take, left both to the SDK
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from typing import Annotated
 
 import httpx
 import pytest
@@ -17,11 +19,14 @@ from hypothesis import strategies as st
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
-from mcp_helpers import LEGACY, MODERN, TEST_KEY
+from mcp_api.mcp import fastlane
+from mcp_helpers import LEGACY, MODERN, TEST_KEY, parse_rpc
+from pydantic import Field
 
 pytestmark = pytest.mark.anyio
 
 JSON = "application/json"
+BOTH = "application/json, text/event-stream"
 ENVELOPE = {
     "io.modelcontextprotocol/protocolVersion": MODERN,
     "io.modelcontextprotocol/clientCapabilities": {},
@@ -39,13 +44,13 @@ class Spy:
     def __init__(self, lane) -> None:
         self.lane = lane
         self.served = 0
-        original = lane._serve
+        original = lane._run
 
-        async def serve(plan, send):
+        async def run(plan):
             self.served += 1
-            await original(plan, send)
+            return await original(plan)
 
-        lane._serve = serve
+        lane._run = run
 
 
 @pytest.fixture
@@ -107,6 +112,7 @@ def files(workspace):
     return workspace
 
 
+@pytest.mark.parametrize("accept", [JSON, BOTH])
 @pytest.mark.parametrize("era", ["legacy", "modern"])
 @pytest.mark.parametrize(
     ("name", "arguments"),
@@ -128,8 +134,8 @@ def files(workspace):
         ("write_file", {"path": "dir/b.txt", "content": "x", "overwrite": False}),  # exists: tool error
     ],
 )
-async def test_same_answer_as_the_sdk(http, spy, files, era, name, arguments):
-    body, headers = request(era, name, arguments)
+async def test_same_answer_as_the_sdk(http, spy, files, era, accept, name, arguments):
+    body, headers = request(era, name, arguments, accept=accept)
 
     def reset():
         target = files / "dir" / "b.txt"
@@ -141,7 +147,9 @@ async def test_same_answer_as_the_sdk(http, spy, files, era, name, arguments):
     response, served = await both_ways(http, spy, body, headers, reset)
     assert served
     assert response.status_code == 200
-    assert response.json()["id"] == 7
+    stream = era == "legacy" and accept == BOTH
+    assert response.headers["content-type"] == ("text/event-stream" if stream else JSON)
+    assert parse_rpc(response)["id"] == 7
 
 
 @pytest.mark.parametrize("era", ["legacy", "modern"])
@@ -152,8 +160,9 @@ async def test_ids_come_back_as_sent(http, spy, files, era, request_id):
     assert served and response.json()["id"] == request_id
 
 
+@pytest.mark.parametrize("accept", [JSON, BOTH])
 @pytest.mark.parametrize("era", ["legacy", "modern"])
-async def test_tool_failures_map_as_in_the_sdk(app, http, spy, files, era):
+async def test_tool_failures_map_as_in_the_sdk(app, http, spy, files, era, accept):
     mcp = app.state.mcp
 
     @mcp.tool(name="raises_tool_error")
@@ -169,7 +178,7 @@ async def test_tool_failures_map_as_in_the_sdk(app, http, spy, files, era):
         raise MCPError(code=-32602, message="bad thing")
 
     for name in ("raises_tool_error", "crashes", "raises_mcp_error"):
-        body, headers = request(era, name, {})
+        body, headers = request(era, name, {}, accept=accept)
         response, served = await both_ways(http, spy, body, headers)
         assert served, name
         assert "internal detail" not in response.text
@@ -178,9 +187,9 @@ async def test_tool_failures_map_as_in_the_sdk(app, http, spy, files, era):
 @pytest.mark.parametrize(
     ("era", "change"),
     [
-        ("legacy", {"accept": "application/json, text/event-stream"}),  # streams: the SDK's
-        ("modern", {"accept": "application/json, text/event-stream"}),
-        ("modern", {"accept": "*/*"}),
+        ("legacy", {"accept": "text/event-stream"}),  # 406 from the SDK
+        ("modern", {"accept": "text/html"}),
+        ("legacy", {"accept": ""}),
         ("legacy", {"meta": {"progressToken": "p1"}}),
         ("legacy", {"meta": ENVELOPE}),  # a modern envelope on the legacy wire
         ("modern", {"meta": {**ENVELOPE, "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}}),
@@ -222,6 +231,44 @@ async def test_malformed_or_other_messages_go_to_the_sdk(http, spy, files, raw):
     _, headers = request("legacy", "read_file")
     _, served = await both_ways(http, spy, raw, headers)
     assert not served
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_a_long_call_with_an_sse_accept_keeps_the_stream_alive(app, http, spy, files, era, monkeypatch):
+    # The SDK's window is 15 s; shortened here. A call that outlasts it gets an event stream with
+    # keep-alive comments, then the answer (the SDK's shapes: its own pings, then the one message).
+    monkeypatch.setattr(fastlane, "_WINDOW_S", 0.2)
+
+    @app.state.mcp.tool(name="slow")
+    async def slow() -> str:
+        await asyncio.sleep(0.7)
+        return "finally"
+
+    body, headers = request(era, "slow", {}, accept=BOTH)
+    response = await http.post("/mcp", json=body, headers=headers)
+    assert spy.served == 1
+    assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"
+    pings = [line for line in response.text.split("\r\n") if line.startswith(": ping")]
+    assert len(pings) >= 2
+    answer = parse_rpc(response)
+    assert answer["id"] == 7 and answer["result"]["content"][0]["text"] == "finally"
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_a_tool_mirroring_a_parameter_into_a_header_is_left_to_the_sdk_on_the_modern_wire(
+    app, http, spy, files, era
+):
+    # SEP-2243: the SDK checks Mcp-Param-* headers against such arguments (and requires them).
+    @app.state.mcp.tool(name="mirrored")
+    async def mirrored(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]) -> str:
+        return region
+
+    body, headers = request(era, "mirrored", {"region": "eu"})
+    response, served = await both_ways(http, spy, body, headers)
+    if era == "modern":
+        assert not served and response.status_code == 400  # no Mcp-Param-Region header
+    else:
+        assert served and response.json()["result"]["content"][0]["text"] == "eu"
 
 
 async def test_a_tool_that_takes_a_context_is_left_to_the_sdk(app, http, spy, files):
@@ -273,9 +320,9 @@ _arguments = st.fixed_dictionaries(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(era=st.sampled_from(["legacy", "modern"]), arguments=_arguments)
-async def test_random_read_file_arguments_answer_alike(http, spy, files, era, arguments):
-    body, headers = request(era, "read_file", arguments)
+@given(era=st.sampled_from(["legacy", "modern"]), accept=st.sampled_from([JSON, BOTH]), arguments=_arguments)
+async def test_random_read_file_arguments_answer_alike(http, spy, files, era, accept, arguments):
+    body, headers = request(era, "read_file", arguments, accept=accept)
     response, served = await both_ways(http, spy, body, headers)
     assert served
     assert response.status_code == 200

@@ -14,9 +14,12 @@ registered tools/call handler (argument validation, the AgentProfile gate, ToolE
 and the metrics are the ones the SDK path records (`observe_mcp_request`).
 
 What it takes: one JSON-RPC `tools/call` of a tool that takes no Context (so it can emit no
-notification), an Accept of JSON without SSE (an SSE Accept gets the SDK's stream handling: deferred
-commit, keep-alive pings, cancellation on disconnect), a served protocol revision, `_meta` holding at
-most the 2026-07-28 envelope, no Mcp-Param-* headers, no session. Anything else, or anything that fails validation,
+notification) and, on the 2026-07-28 wire, mirrors no parameter into a header, a served protocol revision, an Accept the SDK would answer (JSON, or JSON and SSE),
+`_meta` holding at most the 2026-07-28 envelope, no Mcp-Param-* headers, no session. Answers take the
+SDK's shapes: JSON; on the legacy wire with an SSE Accept, an event stream of the one answer; on the
+2026-07-28 wire with an SSE Accept, JSON when the call ends within 15 s, else an event stream with
+keep-alive pings every 15 s. Unlike the SDK it does not cancel a call whose client went away in its
+first 15 s: the call finishes and its answer is dropped. Anything else, or anything that fails validation,
 goes to the SDK untouched, before any side effect: the SDK then answers it (errors included) as it
 always did. tests/mcp/test_fastlane.py sends the same requests both ways and compares the bytes.
 """
@@ -27,14 +30,17 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic_core
+from mcp.server._streamable_http_modern import _SSE_HEADERS, _SSE_PING_INTERVAL
 from mcp.server.connection import Connection
 from mcp.server.runner import ServerRunner, modern_error_data
 from mcp.shared._otel import extract_trace_context, otel_span
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
+    X_MCP_HEADER_KEY,
     InboundLadderRejection,
     classify_inbound_request,
     find_duplicated_routing_header,
@@ -61,6 +67,17 @@ _ENVELOPE_KEYS = frozenset({PROTOCOL_VERSION_META_KEY, CLIENT_CAPABILITIES_META_
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PARAMS_KEYS = frozenset({"name", "arguments", "_meta"})
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+# How long a call may run before an SSE answer must show signs of life: the SDK's deferral window
+# and keep-alive interval, and sse-starlette's ping interval (both 15 s).
+_WINDOW_S = _SSE_PING_INTERVAL
+_MODERN_PING = b": ping\r\n\r\n"
+# The SDK's legacy transport's event-stream headers, as sse-starlette sends them.
+_LEGACY_SSE_HEADERS = [
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"connection", b"keep-alive"),
+    (b"content-type", b"text/event-stream"),
+    (b"x-accel-buffering", b"no"),
+]
 _ROUTING_HEADERS = (b"mcp-method", b"mcp-name", b"mcp-protocol-version")
 
 
@@ -79,7 +96,7 @@ class FastLane:
         self._shaper = ServerRunner(
             lowlevel, Connection.from_envelope(DEFAULT_NEGOTIATED_VERSION, None, None), None
         )
-        self._eligible: dict[str, tuple[Any, bool]] = {}
+        self._eligible: dict[str, tuple[Any, bool, bool]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.enabled or scope["type"] != "http" or scope.get("method") != "POST":
@@ -103,12 +120,19 @@ class FastLane:
         if plan is None:
             await self.app(scope, _replay(message, receive), send)
             return
-        await self._serve(plan, send)
+        if not plan.sse:
+            envelope, status = await self._run(plan)
+            await _send_json(plan, envelope, status, send)
+        elif plan.legacy:
+            await self._serve_legacy_stream(plan, send)
+        else:
+            await self._serve_deferred(plan, send)
 
     def _plan(self, scope: Scope, accept: bytes | None, version: str | None, body: bytes) -> _Plan | None:
         """The request as the fast lane would serve it, or None to hand it to the SDK. Pure: nothing
         has happened yet when it says no."""
-        if not _json_only(accept):
+        sse = _sse_mode(accept)
+        if sse is None:
             return None
         legacy = version is None or version in HANDSHAKE_PROTOCOL_VERSIONS
         if legacy and not self.legacy_stateless:
@@ -128,7 +152,7 @@ class FastLane:
         if not isinstance(params, dict) or params.keys() - _PARAMS_KEYS:
             return None
         name = params.get("name")
-        tool = self._tool(name) if isinstance(name, str) else None
+        tool = self._tool(name, modern=not legacy) if isinstance(name, str) else None
         if tool is None:
             return None
         meta = params.get("_meta")
@@ -158,21 +182,28 @@ class FastLane:
             typed = entry.params_type.model_validate(params, by_name=False)
         except (KeyError, ValueError, ValidationError):
             return None
-        return _Plan(request_id, version, legacy, typed, params, entry.handler)
+        return _Plan(request_id, version, legacy, typed, params, entry.handler, sse)
 
-    def _tool(self, name: str) -> Any | None:
+    def _tool(self, name: str, *, modern: bool) -> Any | None:
         """The registered tool if the fast lane may run it: async, no Context (so no notifications,
-        no elicitation), no resolvers. Re-checked when the registration changes."""
+        no elicitation), no resolvers, and on the 2026-07-28 wire no `x-mcp-header` parameter (whose
+        Mcp-Param-* headers the SDK checks against the arguments). Re-checked when the registration
+        changes."""
         tool = self.mcp._tool_manager.get_tool(name)
         if tool is None:
             return None
         cached = self._eligible.get(name)
         if cached is None or cached[0] is not tool:
             ok = tool.is_async and tool.context_kwarg is None and not tool.resolved_params
-            cached = self._eligible[name] = (tool, ok)
-        return tool if cached[1] else None
+            # Any mention of the annotation anywhere in the schema sends the call to the SDK.
+            mirrored = X_MCP_HEADER_KEY in json.dumps(tool.parameters)
+            cached = self._eligible[name] = (tool, ok, mirrored)
+        _, ok, mirrored = cached
+        return tool if ok and not (modern and mirrored) else None
 
-    async def _serve(self, plan: _Plan, send: Send) -> None:
+    async def _run(self, plan: _Plan) -> tuple[dict[str, Any], int]:
+        """The call, as the SDK's chain runs it: the MCP span, metrics and log fields, the registered
+        handler, the result sieve; a failure after the handler started maps to a JSON-RPC error."""
         params = plan.params
         attributes: dict[str, Any] = {
             "mcp.method.name": "tools/call",
@@ -215,24 +246,88 @@ class FastLane:
         else:
             envelope = {"jsonrpc": "2.0", "id": plan.request_id, "result": wire}
             status = 200
-        # Byte-for-byte what each SDK entry writes: pydantic's JSON on the legacy transport, json.dumps on
-        # the 2026-07-28 single-exchange one.
-        if plan.legacy:
-            payload = pydantic_core.to_json(envelope)
-        else:
-            payload = json.dumps(envelope, separators=(",", ":")).encode()
+        return envelope, status
+
+    async def _serve_legacy_stream(self, plan: _Plan, send: Send) -> None:
+        """What the SDK's legacy transport answers an SSE Accept with: an event stream carrying the one
+        answer, opened at once, a ping comment every 15 s while the call runs (sse-starlette's)."""
+        await send({"type": "http.response.start", "status": 200, "headers": _LEGACY_SSE_HEADERS})
+        envelope, _ = await self._with_pings(plan, send, _legacy_ping)
+        data = pydantic_core.to_json(envelope)
         await send(
             {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-length", str(len(payload)).encode()), *_JSON_HEADERS],
+                "type": "http.response.body",
+                "body": b"event: message\r\ndata: " + data + b"\r\n\r\n",
+                "more_body": True,
             }
         )
-        await send({"type": "http.response.body", "body": payload})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _serve_deferred(self, plan: _Plan, send: Send) -> None:
+        """The 2026-07-28 SSE mode: JSON if the call ends within the window, else commit to an event
+        stream, ping, and end it with the answer (the SDK's single-exchange entry)."""
+        task = asyncio.ensure_future(self._run(plan))
+        try:
+            done, _ = await asyncio.wait((task,), timeout=_WINDOW_S)
+            if done:
+                envelope, status = task.result()
+                await _send_json(plan, envelope, status, send)
+                return
+            # Committed: headers and a first ping now, then one a window, as the SDK does.
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            await send({"type": "http.response.body", "body": _MODERN_PING, "more_body": True})
+            envelope, _ = await self._with_pings(plan, send, lambda: _MODERN_PING, task)
+        finally:
+            if not task.done():
+                task.cancel()
+        data = json.dumps(envelope, separators=(",", ":")).encode()
+        await send(
+            {
+                "type": "http.response.body",
+                "body": b"event: message\r\ndata: " + data + b"\r\n\r\n",
+                "more_body": False,
+            }
+        )
+
+    async def _with_pings(
+        self, plan: _Plan, send: Send, ping, task: asyncio.Future | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """Await the call, sending `ping()` every window until it answers."""
+        task = task or asyncio.ensure_future(self._run(plan))
+        try:
+            while True:
+                done, _ = await asyncio.wait((task,), timeout=_WINDOW_S)
+                if done:
+                    return task.result()
+                await send({"type": "http.response.body", "body": ping(), "more_body": True})
+        finally:
+            if not task.done():
+                task.cancel()
+
+
+async def _send_json(plan: _Plan, envelope: dict[str, Any], status: int, send: Send) -> None:
+    # Byte-for-byte what each SDK entry writes: pydantic's JSON on the legacy transport, json.dumps on
+    # the 2026-07-28 single-exchange one.
+    if plan.legacy:
+        payload = pydantic_core.to_json(envelope)
+    else:
+        payload = json.dumps(envelope, separators=(",", ":")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", str(len(payload)).encode()), *_JSON_HEADERS],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _legacy_ping() -> bytes:
+    return f": ping - {datetime.now(UTC)}\r\n\r\n".encode()
 
 
 class _Plan:
-    __slots__ = ("request_id", "version", "legacy", "typed", "params", "handler")
+    __slots__ = ("request_id", "version", "legacy", "typed", "params", "handler", "sse")
 
     def __init__(
         self,
@@ -242,6 +337,7 @@ class _Plan:
         typed: Any,
         params: Mapping[str, Any],
         handler: Any,
+        sse: bool,
     ) -> None:
         self.request_id = request_id
         self.version = version
@@ -249,17 +345,22 @@ class _Plan:
         self.typed = typed
         self.params = params
         self.handler = handler  # the registered tools/call handler, extension interceptors included
+        self.sse = sse  # the Accept allows an event stream (and the SDK's session manager for it)
 
 
-def _json_only(accept: bytes | None) -> bool:
-    """JSON accepted and SSE not: what sends a POST to the JSON session manager (mcp/transport.py),
-    with the SDK's wildcard rules (check_accept_headers)."""
+def _sse_mode(accept: bytes | None) -> bool | None:
+    """Which SDK session manager the Accept picks (mcp/transport.py) with the SDK's wildcard rules
+    (check_accept_headers): False for the JSON one (JSON, no SSE), True for the SSE one (both), None
+    when the SDK would refuse it (406)."""
     if accept is None:
-        return False
+        return None
     types = [part.split(b";", 1)[0].strip().lower() for part in accept.split(b",")]
-    if b"*/*" in types or b"text/event-stream" in types or b"text/*" in types:
-        return False
-    return b"application/json" in types or b"application/*" in types
+    wildcard = b"*/*" in types
+    has_json = wildcard or b"application/json" in types or b"application/*" in types
+    has_sse = wildcard or b"text/event-stream" in types or b"text/*" in types
+    if not has_json:
+        return None
+    return has_sse
 
 
 def _replay(message: Message, receive: Receive) -> Receive:
