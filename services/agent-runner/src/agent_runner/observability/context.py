@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 
+from .redaction import redact_text
+
 REQUEST_ID_HEADER = "x-request-id"
 TENANT_HEADER = "x-secure-agent-tenant"
 MCP_METHOD_HEADER = "x-secure-agent-mcp-method"
@@ -68,8 +70,9 @@ def new_request_id() -> str:
 
 
 def accept_request_id(value: str | None) -> str:
-    """The caller's request id when it is a short, safe token; a fresh one otherwise."""
-    if value and _SAFE_ID.match(value):
+    """The caller's request id when it is a short, safe token that redaction would leave alone (it
+    goes into every log line of the request and back in X-Request-ID); a fresh one otherwise."""
+    if value and _SAFE_ID.match(value) and redact_text(value) == value:
         return value
     return new_request_id()
 

@@ -38,6 +38,8 @@ FIELDS = (
     "tenant", "mcp_method", "tool", "duration_ms", "outcome",
 )  # fmt: skip
 _CONTEXT_FIELDS = ("request_id", "tenant", "mcp_method", "tool")
+# Fields the context filter fills (`extra` may set them): not extra fields, redacted apart.
+_RESERVED_FIELDS = ("request_id", "trace_id", "span_id", "tenant", "mcp_method", "tool")
 # LogRecord attributes that are not user fields.
 _RECORD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))
@@ -46,6 +48,8 @@ _MARK = "_secure_agent_handler"
 # Set by event() on records whose extra fields it already redacted.
 _FIELDS_REDACTED = "_fields_redacted"
 _FILTERED_KEY = "\x00redacted"
+# Set by ContextFilter: whether the record came with any of its fields set (True when it did not run).
+_CONTEXT_EXPLICIT = "_context_explicit"
 
 
 _TRAILING_FIELDS = FIELDS[5:]
@@ -86,11 +90,17 @@ class ContextFilter(logging.Filter):
         fields = record.__dict__
         fields["service"] = self.service
         ctx = context.current()
+        explicit = False
         for name in _CONTEXT_FIELDS:
             if fields.get(name) is None:
                 fields[name] = getattr(ctx, name) if ctx else None
+            else:
+                explicit = True
         if fields.get("trace_id") is None:
             fields["trace_id"], fields["span_id"] = trace_ids()
+        else:
+            explicit = True
+        fields[_CONTEXT_EXPLICIT] = explicit  # for RedactingFilter: were any of them given as `extra`?
         return True
 
 
@@ -116,12 +126,19 @@ class RedactingFilter(logging.Filter):
         record.exc_info = None
         if record.stack_info:
             record.stack_info = redact_text(record.stack_info)
-        # The tool name comes from the client's request: it could carry anything.
-        tool = getattr(record, "tool", None)
-        if isinstance(tool, str):
-            record.tool = redact_text(tool)
-        if not getattr(record, _FIELDS_REDACTED, False):
-            fields = vars(record)
+        # The context fields are not extra fields (the loop below skips them), but a foreign record
+        # can set any of them (`extra={"request_id": ...}`; event() redacts its own): then all are
+        # redacted, strings as text and anything else as a field. The tool name comes from the
+        # client's request: it is redacted on every record.
+        fields = vars(record)
+        foreign = not fields.get(_FIELDS_REDACTED, False)
+        for name in _RESERVED_FIELDS if foreign and fields.get(_CONTEXT_EXPLICIT, True) else ("tool",):
+            value = fields.get(name)
+            if isinstance(value, str):
+                fields[name] = redact_text(value)
+            elif value is not None and foreign:
+                fields[name] = redact_value(value, name)
+        if foreign:
             for key, value in list(fields.items()):
                 if key not in _RECORD_ATTRS and not key.startswith("_"):
                     fields[key] = redact_value(value, key)
@@ -144,7 +161,8 @@ class RedactingJsonEncoder(_BaseJsonEncoder):
 class JsonFormatter(_BaseJsonFormatter):
     def __init__(self, service: str = "secure-agent") -> None:
         super().__init__(
-            reserved_attrs=list(_RECORD_ATTRS | {"_redacted", _FIELDS_REDACTED}), json_encoder=RedactingJsonEncoder
+            reserved_attrs=list(_RECORD_ATTRS | {"_redacted", _FIELDS_REDACTED, _CONTEXT_EXPLICIT}),
+            json_encoder=RedactingJsonEncoder,
         )
         self.service = service
         # Attributes that are not extra fields: reserved ones and the fixed fields placed first.
@@ -180,7 +198,8 @@ class JsonFormatter(_BaseJsonFormatter):
             # RedactingFilter already redacted every field of this record, once.
             return log_data
         # A record that did not pass the filter (a handler built elsewhere): scan the final fields.
-        return redact_fields(log_data, skip=("timestamp", "level", "logger", "service", "trace_id", "span_id"))
+        # (trace_id and span_id too: here only `extra` can have set them.)
+        return redact_fields(log_data, skip=("timestamp", "level", "logger", "service"))
 
 
 class TextFormatter(logging.Formatter):
