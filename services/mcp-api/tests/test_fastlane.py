@@ -229,6 +229,9 @@ async def test_what_it_leaves_to_the_sdk(http, spy, files, era, change):
 )  # fmt: skip
 async def test_malformed_or_other_messages_go_to_the_sdk(http, spy, files, raw):
     _, headers = request("legacy", "read_file")
+    # A valid call first, so a remembered verdict about the envelope cannot let a bad one through.
+    good, _ = request("legacy", "read_file", {"path": "dir/a.txt"})
+    assert (await both_ways(http, spy, good, headers))[1]
     _, served = await both_ways(http, spy, raw, headers)
     assert not served
 
