@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         result = json.loads(result_path.read_text())
         stats_csv = root / "stats_stats.csv"
         result["per_request"] = stats_csv.read_text() if stats_csv.exists() else None
+        failures_csv = root / "stats_failures.csv"
+        result["failures_by_error"] = failures_csv.read_text() if failures_csv.exists() else None
         result["warmup"] = warmup
     finally:
         server.stop()
@@ -143,6 +145,8 @@ def markdown(result: dict) -> str:
         lines += [
             f"| {s['t_s']} | {s['requests']} | {s['failures']} | {s['rss_mb']} |" for s in result["samples"]
         ]
+    if result.get("failures_by_error") and result["failures_by_error"].count("\n") > 1:
+        lines += ["", "Failures by error (locust's CSV):", "", "```", result["failures_by_error"].strip(), "```"]
     if result.get("per_request"):
         lines += [
             "",

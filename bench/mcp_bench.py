@@ -194,6 +194,8 @@ class Server:
             "SECURE_AGENT_RATE_LIMITS__KEY_BURST": "10000000",
             "SECURE_AGENT_RATE_LIMITS__TENANT_PER_S": "10000000",
             "SECURE_AGENT_RATE_LIMITS__TENANT_BURST": "10000000",
+            # The per-tenant in-flight cap likewise (default 32): wrk's 64 connections share one tenant.
+            "SECURE_AGENT_RATE_LIMITS__MAX_INFLIGHT_TOOL_CALLS_PER_TENANT": "100000",
         }
         env |= SECURE_ENV_OVERRIDES  # --secure-env: experiments only (what does feature X cost?)
         if workers == 1:
@@ -289,6 +291,17 @@ def lua_str(s: str) -> str:
     return json.dumps(s)  # a JSON string literal is a valid Lua string literal for ASCII content
 
 
+def failed_calls(server: Server) -> int | None:
+    """secure-agent's count of MCP requests that did not end "ok" (from /metrics), None for (a) and (b)."""
+    if server.kind != "secure":
+        return None
+    text = httpx.get(f"{server.base_url}/metrics", timeout=30).text
+    return int(sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+        if line.startswith("secure_agent_mcp_requests_total{") and 'outcome="ok"' not in line
+    ))
+
+
 def wrk_point(server: Server, era: str | None, arguments: dict, conc: int, duration: float, tmp: Path) -> dict:
     body, headers = request_for(era, "read_file", arguments)
     out = tmp / f"wrk-{server.kind}-{server.deployment}-{era}-{conc}.json"
@@ -299,6 +312,7 @@ def wrk_point(server: Server, era: str | None, arguments: dict, conc: int, durat
         out=lua_str(str(out)),
     ))
     pids = tree(server.proc.pid)
+    failed0 = failed_calls(server)
     cpu0 = cpu_seconds(pids)
     with RssSampler(server.proc.pid) as rss:
         subprocess.run(["wrk", "-t1", f"-c{conc}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
@@ -306,6 +320,7 @@ def wrk_point(server: Server, era: str | None, arguments: dict, conc: int, durat
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pids = tree(server.proc.pid)
     cpu = cpu_seconds(pids) - cpu0
+    failed = failed_calls(server) - failed0 if failed0 is not None else 0
     w = json.loads(out.read_text())
     hwm = rss_kib(pids, "VmHWM:")
     n = w["requests"]
@@ -316,8 +331,11 @@ def wrk_point(server: Server, era: str | None, arguments: dict, conc: int, durat
         "p95_ms": round(w["p95_us"] / 1000, 2),
         "p99_ms": round(w["p99_us"] / 1000, 2),
         "max_ms": round(w["max_us"] / 1000, 2),
-        "errors": w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"],
+        "errors": w["connect"] + w["read"] + w["write"] + w["status"] + w["timeout"] + failed,
         "non_2xx": w["status"],
+        # HTTP 200 answers that were not a successful call (a tool error, e.g. the per-tenant in-flight
+        # cap refusing it): wrk cannot see them, secure-agent's own counter can.
+        "failed_calls": failed,
         "cpu_s_per_1k": round(cpu / n * 1000, 3) if n else None,
         "peak_rss_mb_largest_process": round(max(hwm) / 1024, 1) if hwm else None,
         "peak_rss_mb_tree": round(max(rss.peak_sum, sum(rss_kib(pids, "VmRSS:"))) / 1024, 1),
