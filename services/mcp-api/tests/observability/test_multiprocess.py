@@ -3,6 +3,7 @@ counters, whichever worker answers the scrape, and every log line is JSON."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -78,6 +79,13 @@ def test_gunicorn_workers_metrics_are_summed(tmp_path: Path):
             assert re.search(r'^http_requests_total\{handler="/mcp",method="POST",status="4xx"\} 60.0$', text, re.M)
             # livesum gauges: each worker's capacity adds up
             assert re.search(r'^secure_agent_runner_pool_capacity\{backend="local"\} 128.0$', text, re.M)
+        # Both workers start a runner for the same workspace, each its own (a shared socket name made
+        # one worker's runner replace the other's: 401s and "runner unavailable" under load).
+        results = asyncio.run(_concurrent_reads(base, 48))
+        failures = [r for r in results if r.get("isError")]
+        assert not failures, failures[:3]
+        sockets = sorted(p.name for p in (tmp_path / "data" / "run").glob("*.sock"))
+        assert len({name.split(".")[1] for name in sockets} & booted) == 2, (sockets, booted)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -91,4 +99,24 @@ def test_gunicorn_workers_metrics_are_summed(tmp_path: Path):
     records = [json.loads(line) for line in text[start:] if line.strip()]
     loggers = {r["logger"] for r in records}
     assert {"gunicorn.error", "uvicorn.error", "mcp_api.access", "mcp_api.auth.middleware"} <= loggers, loggers
-    assert {r["service"] for r in records} == {"mcp-api"}
+    # The workers' runners (children, sharing the output) write JSON lines of their own service.
+    assert {r["service"] for r in records} == {"mcp-api", "agent-runner"}
+
+
+async def _concurrent_reads(base: str, n: int) -> list[dict]:
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json", "accept": "application/json",
+               "mcp-protocol-version": "2025-11-25"}  # fmt: skip
+
+    def body(tool: str, arguments: dict, i: int) -> dict:
+        return {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+
+    async def call(tool: str, arguments: dict, i: int) -> dict:
+        # A client per call: a new connection each time, so the kernel spreads them over both workers.
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.post(f"{base}/mcp", json=body(tool, arguments, i), headers=headers)
+            assert response.status_code == 200, response.text
+            return response.json()["result"]
+
+    written = await call("write_file", {"path": "shared.txt", "content": "both workers\n"}, 0)
+    assert not written.get("isError"), written
+    return list(await asyncio.gather(*(call("read_file", {"path": "shared.txt"}, i) for i in range(1, n + 1))))

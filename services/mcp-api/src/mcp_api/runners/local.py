@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # A tenant at its runner cap may replace a runner idle at least this long (its jobs die with it).
 TENANT_SLOT_IDLE_S = 60.0
 # sockaddr_un.sun_path holds 108 bytes including the NUL.
+# "/", 16 hex digits, ".", a pid (at most 7 digits: pid_max is 4,194,304), ".sock".
+_SOCKET_NAME_CHARS = 1 + 16 + 1 + 7 + 5
 _MAX_UDS_PATH = 107
 
 
@@ -74,7 +76,7 @@ class LocalRunnerBackend:
 
     @staticmethod
     def _socket_dir(run_dir: Path) -> Path:
-        if len(str(run_dir)) + 22 > _MAX_UDS_PATH:
+        if len(str(run_dir)) + _SOCKET_NAME_CHARS > _MAX_UDS_PATH:
             # A deep data dir would overflow sun_path; a private temp dir keeps the same protection.
             return Path(tempfile.mkdtemp(prefix="secure-agent-run-"))
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -117,7 +119,12 @@ class LocalRunnerBackend:
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         workspace_id = f"{tenant}/{workspace}"
         digest = hashlib.sha256(workspace_id.encode()).hexdigest()[:16]
-        socket_path = self.run_dir / f"{digest}.sock"
+        # One name per owning process: gunicorn workers each own their runners, and a worker that took
+        # another's socket name would unlink it and leave that worker talking to a runner that does
+        # not know its token (401s, "runner unavailable"). Only this process's own stale socket (a
+        # runner it restarted) is replaced; those of processes that are gone are swept.
+        socket_path = self.run_dir / f"{digest}.{os.getpid()}.sock"
+        _sweep_dead_sockets(self.run_dir)
         with contextlib.suppress(FileNotFoundError):
             socket_path.unlink()
         token = secrets.token_urlsafe(32)
@@ -270,3 +277,18 @@ async def _terminate(process: asyncio.subprocess.Process, grace: float = 3.0) ->
 
 
 __all__ = ["LocalRunnerBackend", "RunnerUnavailable"]
+
+
+def _sweep_dead_sockets(run_dir: Path) -> None:
+    """Remove the sockets of runners whose owning mcp-api process is gone (a crash leaves them)."""
+    for path in run_dir.glob("*.*.sock"):
+        pid = path.name.split(".")[1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        except PermissionError:
+            pass  # alive, another user's
