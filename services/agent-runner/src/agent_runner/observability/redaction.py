@@ -318,7 +318,7 @@ def _object_value(value: Any, depth: int) -> Any:
     if isinstance(value, int | float | datetime.date | datetime.time):  # no secret in a number or a date
         return value
     if isinstance(value, BaseException):
-        return redact_text(f"{value.__class__.__name__}: {_text(value)}")
+        return redact_text(f"{value.__class__.__name__}: {as_text(value)}")
     if isinstance(value, TracebackType):
         return redact_text("".join(traceback.format_tb(value)).strip())
     if isinstance(value, enum.Enum):
@@ -330,17 +330,18 @@ def _object_value(value: Any, depth: int) -> Any:
         return redact_value({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, None, depth)
     if isinstance(value, type):
         return redact_text(value.__name__)
-    return redact_text(_text(value))
+    return redact_text(as_text(value))
 
 
-def _text(value: Any) -> str:
-    """`str(value)`, else `repr(value)`, else a placeholder (python-json-logger's `unknown_default`)."""
+def as_text(value: Any, unprintable: str = "__could_not_encode__") -> str:
+    """`str(value)`, else `repr(value)`, else `unprintable` (by default python-json-logger's
+    `unknown_default`): an object whose str() raises is still written, and still redacted."""
     for render in (str, repr):
         try:
             return render(value)
         except Exception:  # noqa: BLE001, PERF203, S112
             continue
-    return "__could_not_encode__"
+    return unprintable
 
 
 def encodable(value: Any) -> Any:

@@ -40,6 +40,9 @@ from mcp.server.runner import ServerRunner, modern_error_data
 from mcp.shared._otel import extract_trace_context, otel_span
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PROTOCOL_VERSION_HEADER,
     X_MCP_HEADER_KEY,
     InboundLadderRejection,
     classify_inbound_request,
@@ -78,7 +81,10 @@ _LEGACY_SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"x-accel-buffering", b"no"),
 ]
-_ROUTING_HEADERS = (b"mcp-method", b"mcp-name", b"mcp-protocol-version")
+# What classify_inbound_request and find_duplicated_routing_header read of the headers.
+_ROUTING_HEADERS = frozenset(
+    h.encode() for h in (MCP_PROTOCOL_VERSION_HEADER, MCP_METHOD_HEADER, MCP_NAME_HEADER)
+)
 
 
 class FastLane:

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..deps import Services
-from ..observability.http import access_fields, link_request_span
+from ..observability.http import access_fields, layer_level, link_request_span
 from ..observability.metrics import MCP_REQUEST_SECONDS, MCP_REQUESTS, child, era_of
 from . import prompts, resources
 from .tools import agent as agent_tools
@@ -143,7 +143,7 @@ def observe_mcp_request(method: str, params: Any, protocol_version: str) -> Iter
             if outcome != "ok" or log.isEnabledFor(logging.DEBUG):
                 event(
                     log,
-                    logging.WARNING if outcome == "error" else logging.INFO if outcome != "ok" else logging.DEBUG,
+                    layer_level(outcome),
                     "mcp request",
                     era=era,
                     protocol_version=protocol_version,

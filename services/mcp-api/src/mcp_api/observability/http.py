@@ -64,6 +64,12 @@ def outcome_of(status: int) -> str:
     return "rejected" if status < 500 else "error"
 
 
+def layer_level(outcome: str) -> int:
+    """The level of an inner layer's own line ("mcp request", "tool call"): WARNING for a server
+    fault, INFO for any other failure, DEBUG for a success (the access line already carries it)."""
+    return logging.WARNING if outcome == "error" else logging.INFO if outcome != "ok" else logging.DEBUG
+
+
 def access_fields(**fields: object) -> None:
     """Add fields to this request's access line ("http request"), the one INFO line of a successful
     request; inner layers call it instead of writing their own line (they still do on failures, and

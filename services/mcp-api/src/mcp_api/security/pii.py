@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from agent_runner.observability.redaction import REDACTED, SECRET_KEY_RE, redact_text
+from agent_runner.observability.redaction import REDACTED, SECRET_KEY_RE, as_text, redact_text
 
 from .config import PrivacySettings
 
@@ -100,10 +100,4 @@ def _key_text(key: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    """`str(value)`, else `repr(value)`, else a placeholder: an object whose str() raises is still stored."""
-    for render in (str, repr):
-        try:
-            return render(value)
-        except Exception:  # noqa: BLE001, PERF203, S112
-            continue
-    return "<unprintable>"
+    return as_text(value, "<unprintable>")  # an object whose str() raises is still stored

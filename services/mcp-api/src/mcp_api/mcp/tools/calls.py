@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from ...auth.principal import Principal, current_principal
 from ...deps import Services
-from ...observability.http import access_fields
+from ...observability.http import access_fields, layer_level
 from ...observability.metrics import TOOL_CALLS, TOOL_SECONDS, child
 from ...observability.tracing import tool_span
 from ...runners.base import DEFAULT_WORKSPACE, RunnerLimitError, RunnerStartError, WorkspaceNameError
@@ -102,7 +102,7 @@ async def run_op(
             access_fields(op=op, tool_outcome=outcome, error_code=error_code, tool_ms=round(elapsed * 1000, 3))
             event(
                 log,
-                logging.WARNING if outcome == "error" else logging.INFO if outcome != "ok" else logging.DEBUG,
+                layer_level(outcome),
                 "tool call",
                 op=op,
                 error_code=error_code,
