@@ -216,6 +216,8 @@ async def test_what_it_leaves_to_the_sdk(http, spy, files, era, change):
     [
         b"{not json",
         b"[]",
+        # UTF-16: json.loads would read it, the legacy transport's parser (UTF-8 only) does not.
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file"}}).encode("utf-16"),
         json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file"}}]).encode(),
         json.dumps({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "read_file"}}).encode(),
         json.dumps({"jsonrpc": "1.0", "id": 1, "method": "tools/call", "params": {"name": "read_file"}}).encode(),

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -63,8 +62,6 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .server import SecureAgentMCP, observe_mcp_request
-
-log = logging.getLogger(__name__)
 
 _ENVELOPE_KEYS = frozenset({PROTOCOL_VERSION_META_KEY, CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY})
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
@@ -145,7 +142,9 @@ class FastLane:
         if legacy and not self.legacy_stateless:
             return None  # stateful legacy sessions live in the SDK
         try:
-            decoded = json.loads(body)
+            # Each SDK entry's own parser: pydantic's on the legacy transport (UTF-8 only), json's on
+            # the 2026-07-28 one, so a body one of them refuses is refused here too.
+            decoded = pydantic_core.from_json(body) if legacy else json.loads(body)
         except (ValueError, RecursionError):
             return None
         if not isinstance(decoded, dict) or decoded.keys() - _REQUEST_KEYS or decoded.get("jsonrpc") != "2.0":
