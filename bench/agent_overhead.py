@@ -98,13 +98,7 @@ def main() -> int:
     try:
         server.start()
         with httpx.Client(timeout=60) as http:  # only the file the users read (no 10,000-file directory)
-            mb.call(
-                http,
-                server.base_url,
-                "legacy",
-                "write_file",
-                {"path": mb.FILE_PATH, "content": mb.file_content()},
-            )
+            mb.write_bench_file(http, server)
         base = server.base_url
         with httpx.Client(timeout=120) as http:
             rtt = timed(

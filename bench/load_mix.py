@@ -60,13 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.start()
         with httpx.Client(timeout=60) as http:  # only the file the users read (no 10,000-file directory)
-            mb.call(
-                http,
-                server.base_url,
-                "legacy",
-                "write_file",
-                {"path": mb.FILE_PATH, "content": mb.file_content()},
-            )
+            mb.write_bench_file(http, server)
             # Warm-up: one-time costs (the model client's first import, the sandbox's first start) are
             # recorded here, not charged to the first load step.
             warmup = {}

@@ -346,10 +346,15 @@ def wrk_point(server: Server, era: str | None, arguments: dict, conc: int, durat
 # secure-agent specifics
 
 
+def write_bench_file(http: httpx.Client, server: Server, content: str | None = None) -> None:
+    """The 4 KiB file every read_file scenario reads, written through the server."""
+    call(http, server.base_url, "legacy", "write_file", {"path": FILE_PATH, "content": content or file_content()})
+
+
 def prepare_secure(server: Server, content: str) -> dict:
     """The 4 KiB file, and the 10,000-file directory (written straight to disk: it is setup, not load)."""
     with httpx.Client(timeout=60) as http:
-        call(http, server.base_url, "legacy", "write_file", {"path": FILE_PATH, "content": content})
+        write_bench_file(http, server, content)
         call(http, server.base_url, "legacy", "write_file", {"path": f"{BIG_DIR}/f00000.txt", "content": "x\n"})
     ws = list((server.root / f"data-{server.deployment}").glob(f"**/default/{BIG_DIR}"))
     if ws:

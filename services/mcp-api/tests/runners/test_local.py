@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 
@@ -119,3 +120,25 @@ async def test_per_tenant_runner_cap(tmp_path, monkeypatch):
         assert {k for k in backend._runners if k[0] == "t"} == {("t", "b"), ("t", "c")}
     finally:
         await backend.aclose()
+
+
+def test_sockets_of_gone_processes_are_swept_and_live_ones_kept(tmp_path):
+    # Socket names carry the owning mcp-api process (gunicorn workers each own their runners); a
+    # crashed process leaves its sockets behind, and only those may be removed.
+    import subprocess
+
+    from mcp_api.runners.local import _sweep_dead_sockets
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    parent = os.getppid()  # alive, and not this process
+    names = {
+        "dead": f"{'a' * 16}.{gone.pid}.sock",
+        "alive": f"{'b' * 16}.{parent}.sock",
+        "ours": f"{'c' * 16}.{os.getpid()}.sock",
+        "other": "unrelated.sock",
+    }
+    for name in names.values():
+        (tmp_path / name).touch()
+    _sweep_dead_sockets(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(v for k, v in names.items() if k != "dead")
