@@ -48,6 +48,7 @@ from agent_runner.api import create_app
 from agent_runner.observability import LOG_FORMAT_ENV, LOG_LEVEL_ENV, register_secret, setup_runner
 from agent_runner.sandbox.policy import SandboxPolicy
 from agent_runner.workspace.paths import RESOLVERS
+from agent_runner.write_coalescing import CoalescingHttpToolsProtocol
 
 TOKEN_ENV = "AGENT_RUNNER_TOKEN"  # noqa: S105 - a variable name, not a secret
 MIN_TOKEN_LENGTH = 16
@@ -284,6 +285,7 @@ def serve(app: Starlette, listener: socket.socket, *, log_level: str = "warning"
         log_config=None,
         access_log=False,
         lifespan="on",
+        http=CoalescingHttpToolsProtocol,
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

@@ -5,7 +5,8 @@ uvicorn bounds idle keep-alive connections (`timeout_keep_alive`) and concurrent
 httptools) how large they may grow. `GuardedHttpToolsProtocol` adds both: a connection that has
 not completed its headers within `header_timeout_s` gets 408 and is closed (slowloris), and
 headers beyond `max_header_bytes` get 431 and the connection is closed before they are stored.
-Bodies are bounded in size and arrival time by `security.limits.BodyLimits`.
+Bodies are bounded in size and arrival time by `security.limits.BodyLimits`. Each answer leaves
+with one socket write (agent_runner.write_coalescing).
 
 X-Forwarded-* handling is switched off in uvicorn (`proxy_headers=False`): the app believes those
 headers only from `SECURE_AGENT_TRUSTED_PROXIES` (security/net.py), whichever server runs it.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from agent_runner.write_coalescing import CoalescingHttpToolsProtocol
 
 from .config import RequestLimitSettings
 
@@ -32,7 +33,7 @@ class _HeadersTooLarge(Exception):
     pass
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
+class GuardedHttpToolsProtocol(CoalescingHttpToolsProtocol):
     header_timeout_s: float = 10.0
     max_header_bytes: int = 16 * 1024
 
