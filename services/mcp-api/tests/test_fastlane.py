@@ -109,6 +109,7 @@ def files(workspace):
     (workspace / "blob.bin").write_bytes(bytes(range(256)) * 4)
     (workspace / "dir").mkdir()
     (workspace / "dir" / "a.txt").write_text("alpha\n")
+    (workspace / "del.txt").write_text("ascii but DEL \x7f and a tab\t\n")  # json.dumps escapes DEL
     return workspace
 
 
@@ -129,6 +130,9 @@ def files(workspace):
         ("read_file", {}),
         ("read_file", None),
         ("read_file", {"path": "notes.txt", "unknown": True}),
+        ("read_file", {"path": "dir/a.txt"}),  # plain ASCII: the answer is encoded by pydantic_core
+        ("read_file", {"path": "del.txt"}),
+        ("read_file", {"path": "notes.txt", "limit": 1.5}),
         ("list_directory", {"path": "dir"}),
         ("write_file", {"path": "dir/b.txt", "content": "beta ✓\n"}),
         ("write_file", {"path": "dir/b.txt", "content": "x", "overwrite": False}),  # exists: tool error
@@ -309,6 +313,17 @@ async def test_unauthenticated_requests_never_reach_it(http, spy, files):
     assert response.status_code == 401 and not served
 
 
+@pytest.mark.parametrize("accept", [JSON, BOTH])
+async def test_a_lone_surrogate_answers_alike(http, spy, files, accept):
+    # The tool error echoes the path; pydantic_core cannot encode it, json.dumps escapes it. (The legacy
+    # transport's parser refuses such a body, on both paths.)
+    for era in ("legacy", "modern"):
+        body, headers = request(era, "read_file", {"path": "\ud800.txt"}, accept=accept)
+        response, served = await both_ways(http, spy, body, headers)
+        assert served is (era == "modern")
+        assert b"\\ud800" in response.content or era == "legacy"
+
+
 _texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 _values = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**12), st.floats(allow_nan=False), _texts)
 _arguments = st.fixed_dictionaries(
@@ -322,6 +337,40 @@ _arguments = st.fixed_dictionaries(
         "extra": _values,
     },
 )
+
+
+_json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.sampled_from(["\x7f", "\ud800", "~"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@given(value=_json_values)
+def test_the_compact_encoder_writes_what_json_dumps_writes(value):
+    assert fastlane._json_compact(value) == json.dumps(value, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{1: "int key"}, {"t": (1, 2)}, [fastlane.StatusCode.ERROR], {"s": "x" * 10}],
+    ids=["int-key", "tuple", "enum", "ok"],
+)
+def test_the_compact_encoder_leaves_non_plain_values_to_json_dumps(value):
+    try:
+        expected = json.dumps(value, separators=(",", ":")).encode()
+    except TypeError:
+        with pytest.raises(TypeError):
+            fastlane._json_compact(value)
+    else:
+        assert fastlane._json_compact(value) == expected
+
+
+def test_the_compact_encoder_reports_a_cycle_as_json_dumps_does():
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular"):
+        fastlane._json_compact(loop)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -36,7 +36,7 @@ import pydantic_core
 from mcp.server._streamable_http_modern import _SSE_HEADERS, _SSE_PING_INTERVAL
 from mcp.server.connection import Connection
 from mcp.server.runner import ServerRunner, modern_error_data
-from mcp.shared._otel import extract_trace_context, otel_span
+from mcp.shared._otel import otel_span
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     MCP_METHOD_HEADER,
@@ -97,7 +97,7 @@ class FastLane:
         lowlevel = mcp._lowlevel_server
         # _serialize reads only the server (cache hints, serverInfo), never the connection.
         self._shaper = ServerRunner(
-            lowlevel, Connection.from_envelope(DEFAULT_NEGOTIATED_VERSION, None, None), None
+            _StampOnce(lowlevel), Connection.from_envelope(DEFAULT_NEGOTIATED_VERSION, None, None), None
         )
         self._eligible: dict[str, tuple[Any, bool, bool]] = {}
         self._surface_ok: set[tuple[str, str | None]] = set()
@@ -199,7 +199,7 @@ class FastLane:
         absent) and `_meta`, and the surface puts no constraint on a string name or on an object's
         members (`arguments` is `additionalProperties: true`), so its verdict depends on the revision
         and `_meta` alone. A client repeats one envelope; validating it once saves ~5 % of a call."""
-        key = (version, json.dumps(meta) if meta is not None else None)
+        key = (version, pydantic_core.to_json(meta) if meta is not None else None)
         if key in self._surface_ok:
             return
         _methods.validate_client_request("tools/call", version, params)
@@ -240,7 +240,9 @@ class FastLane:
             name=f"tools/call {plan.typed.name}",
             kind=SpanKind.SERVER,
             attributes=attributes,
-            context=extract_trace_context(params.get("_meta")),
+            # The SDK passes extract_trace_context(_meta); here _meta holds only the envelope (_plan), which
+            # carries no traceparent, so that is always None: the span nests under the request's.
+            context=None,
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
@@ -303,7 +305,7 @@ class FastLane:
         finally:
             if not task.done():
                 task.cancel()
-        data = json.dumps(envelope, separators=(",", ":")).encode()
+        data = _json_compact(envelope)
         await send(
             {
                 "type": "http.response.body",
@@ -331,10 +333,7 @@ class FastLane:
 async def _send_json(plan: _Plan, envelope: dict[str, Any], status: int, send: Send) -> None:
     # Byte-for-byte what each SDK entry writes: pydantic's JSON on the legacy transport, json.dumps on
     # the 2026-07-28 single-exchange one.
-    if plan.legacy:
-        payload = pydantic_core.to_json(envelope)
-    else:
-        payload = json.dumps(envelope, separators=(",", ":")).encode()
+    payload = pydantic_core.to_json(envelope) if plan.legacy else _json_compact(envelope)
     await send(
         {
             "type": "http.response.start",
@@ -343,6 +342,58 @@ async def _send_json(plan: _Plan, envelope: dict[str, Any], status: int, send: S
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+def _json_compact(value: Any) -> bytes:
+    """`json.dumps(value, separators=(",", ":"))` as bytes (the 2026-07-28 entry's encoding), made by
+    pydantic_core when that gives the same bytes: 4-5x faster on a 4 KiB file's answer. The two differ
+    in escaping (json.dumps escapes DEL and all non-ASCII, pydantic_core writes them raw: then its
+    output holds a byte >= 0x7f), in float notation, and in what they accept (pydantic_core encodes
+    types json.dumps refuses and refuses lone surrogates); so only plain JSON values without floats
+    take this way, and only when the output has no such byte."""
+    if _plain_without_floats(value):
+        try:
+            data = pydantic_core.to_json(value)
+        except pydantic_core.PydanticSerializationError:
+            data = None
+        if data is not None and data.isascii() and b"\x7f" not in data:
+            return data
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _plain_without_floats(value: Any, budget: int = 100_000) -> bool:
+    """Only dicts with str keys, lists, str, int, bool and None (exact types), at most `budget` of
+    them (so a self-referencing structure ends here too, and json.dumps reports it)."""
+    stack = [value]
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, member in item.items():
+                if type(key) is not str:
+                    return False
+                stack.append(member)
+        elif kind is list:
+            stack.extend(item)
+        elif kind is not str and kind is not int and kind is not bool and item is not None:
+            return False
+    return True
+
+
+class _StampOnce:
+    """The low-level server as `ServerRunner._serialize` reads it, with the serverInfo stamp dumped
+    once: the SDK deep-copies it per answer so that a caller mutating a result cannot change later
+    ones, and the fast lane only encodes the result and drops it."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+        self.server_info_stamp = server.server_info_stamp
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
 
 
 def _legacy_ping() -> bytes:
