@@ -147,7 +147,9 @@ async def server():
     config = uvicorn.Config(app, http=_Counting, log_level="warning", lifespan="off", access_log=False)
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve(sockets=[sock]))
-    while not srv.started:
+    for _ in range(1000):  # uvicorn has no "started" event to await
+        if srv.started:
+            break
         await asyncio.sleep(0.01)
     yield sock.getsockname()[1]
     srv.should_exit = True

@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel, ValidationError
 
 from agent_runner.observability import context as log_context
-from agent_runner.observability.tracing import inject, tracer
+from agent_runner.observability.tracing import current_span, inject, tracer
 from agent_runner.protocol import ALL_OPERATIONS, ErrorCode, ErrorResponse, HealthResult
 
 _tracer = tracer("agent_runner.client")
@@ -277,7 +277,8 @@ class RunnerClient:
         elif not isinstance(request, request_model):
             raise TypeError(f"{op} takes a {request_model.__name__}, got {type(request).__name__}")
         # A CLIENT span per operation; its traceparent (and the log context) travel in the headers.
-        with _tracer.start_as_current_span(
+        with current_span(
+            _tracer,
             f"runner {op}",
             kind=SpanKind.CLIENT,
             attributes={"rpc.system": "secure-agent-runner", "rpc.method": op},

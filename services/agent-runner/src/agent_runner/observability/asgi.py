@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import context
 from .logs import event
-from .tracing import extract, tracer
+from .tracing import current_span, extract, tracer
 
 log = logging.getLogger("agent_runner.access")
 _tracer = tracer("agent_runner")
@@ -85,7 +85,8 @@ class RunnerTelemetry:
                 mcp_method=context.safe_label(mcp_method),
                 tool=context.safe_label(tool),
             ),
-            _tracer.start_as_current_span(
+            current_span(
+                _tracer,
                 f"runner {op}",
                 # No propagation headers (a caller without tracing): no context to extract.
                 context=extract(carrier) if carrier else None,

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pydantic_core
+from agent_runner.observability.tracing import ids_only_span
 from mcp.server._streamable_http_modern import _SSE_HEADERS, _SSE_PING_INTERVAL
 from mcp.server.connection import Connection
 from mcp.server.runner import ServerRunner, modern_error_data
@@ -236,7 +237,8 @@ class FastLane:
             "gen_ai.tool.name": plan.typed.name,
         }
         error: ErrorData | None = None
-        with otel_span(
+        # The SDK's MCP span (otel_span), or the same ids without the SDK's machinery while unexported.
+        with ids_only_span() or otel_span(
             name=f"tools/call {plan.typed.name}",
             kind=SpanKind.SERVER,
             attributes=attributes,

@@ -19,7 +19,7 @@ from contextvars import ContextVar
 
 from agent_runner.observability import context
 from agent_runner.observability.logs import event
-from agent_runner.observability.tracing import extract, tracer
+from agent_runner.observability.tracing import current_span, extract, tracer
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -135,7 +135,8 @@ class ObservabilityMiddleware:
 
         with (
             context.bind(request_id=request_id) as log_ctx,
-            _tracer.start_as_current_span(
+            current_span(
+                _tracer,
                 f"{method} {route}",
                 # No caller context: the span starts a trace (what an empty carrier would give, cheaper).
                 context=extract(carrier) if carrier else None,

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from agent_runner.observability import LOG_FORMAT_ENV, LOG_LEVEL_ENV
-from agent_runner.observability.tracing import inject, otlp_traces_endpoint, tracer
+from agent_runner.observability.tracing import current_span, inject, otlp_traces_endpoint, tracer
 from agent_runner.observability.tracing import setup_tracing as _setup
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -68,7 +68,8 @@ def runner_env() -> dict[str, str]:
 @contextmanager
 def tool_span(tool: str, **attributes: Any) -> Iterator[Span]:
     """One INTERNAL span per tool call (MCP tools/call, and the agent's tool calls later)."""
-    with _tracer.start_as_current_span(
+    with current_span(
+        _tracer,
         f"tool {tool}",
         kind=SpanKind.INTERNAL,
         attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool, **attributes},
@@ -87,7 +88,8 @@ def model_call_span(provider: str, model: str, operation: str = "chat") -> Itera
     Record tokens and latency with metrics.record_model_call.
     """
     started = time.perf_counter()
-    with _tracer.start_as_current_span(
+    with current_span(
+        _tracer,
         f"{operation} {model}",
         kind=SpanKind.CLIENT,
         attributes={"gen_ai.system": provider, "gen_ai.request.model": model, "gen_ai.operation.name": operation},
