@@ -380,3 +380,70 @@ async def test_random_read_file_arguments_answer_alike(http, spy, files, era, ac
     response, served = await both_ways(http, spy, body, headers)
     assert served
     assert response.status_code == 200
+
+
+async def _call_then_leave(app, era: str, leave_after: float) -> tuple[list[dict], bool]:
+    """Calls the slow tool over ASGI with an SSE Accept and goes away after `leave_after` s; returns
+    what was sent and whether the tool saw its cancellation."""
+    cancelled = asyncio.Event()
+
+    @app.state.mcp.tool(name="slow")
+    async def slow() -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    body, headers = request(era, "slow", {}, accept=BOTH)
+    raw = json.dumps(body).encode()
+    head = [(b"host", b"localhost:8080"), (b"content-length", str(len(raw)).encode())]
+    head += [(k.encode(), v.encode()) for k, v in headers.items()]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/mcp", "raw_path": b"/mcp", "query_string": b"", "root_path": "", "headers": head,
+        "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8080), "state": {},
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": raw, "more_body": False}]
+    left = asyncio.Event()
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop()
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    call = asyncio.ensure_future(app(scope, receive, send))
+    await asyncio.sleep(leave_after)
+    left.set()
+    await asyncio.wait_for(call, 5)
+    await asyncio.wait_for(cancelled.wait(), 5)
+    return sent, cancelled.is_set()
+
+
+def _answered(sent: list[dict]) -> bool:
+    return any(b"event: message" in m.get("body", b"") or b'"result"' in m.get("body", b"") for m in sent)
+
+
+@pytest.mark.parametrize("lane", [True, False], ids=["fast-lane", "sdk"])
+async def test_a_client_leaving_inside_the_window_cancels_the_call(app, spy, files, monkeypatch, lane):
+    monkeypatch.setattr(fastlane, "_WINDOW_S", 2.0)
+    spy.lane.enabled = lane
+    sent, cancelled = await _call_then_leave(app, "modern", 0.3)
+    assert cancelled and not _answered(sent)
+    assert spy.served == int(lane)
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_a_client_leaving_an_open_stream_cancels_the_call(app, spy, files, monkeypatch, era):
+    monkeypatch.setattr(fastlane, "_WINDOW_S", 0.1)
+    sent, cancelled = await _call_then_leave(app, era, 0.5)
+    assert spy.served == 1 and cancelled
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+    assert any(m.get("body", b"").startswith(b": ping") for m in sent[1:])  # the stream was open
+    assert not _answered(sent)

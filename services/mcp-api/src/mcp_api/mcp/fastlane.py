@@ -18,8 +18,8 @@ notification) and, on the 2026-07-28 wire, mirrors no parameter into a header, a
 `_meta` holding at most the 2026-07-28 envelope, no Mcp-Param-* headers, no session. Answers take the
 SDK's shapes: JSON; on the legacy wire with an SSE Accept, an event stream of the one answer; on the
 2026-07-28 wire with an SSE Accept, JSON when the call ends within 15 s, else an event stream with
-keep-alive pings every 15 s. Unlike the SDK it does not cancel a call whose client went away in its
-first 15 s: the call finishes and its answer is dropped. Anything else, or anything that fails validation,
+keep-alive pings every 15 s. With an SSE Accept a call whose client goes away is cancelled, as the
+SDK's entries cancel it (with a JSON-only Accept neither does). Anything else, or anything that fails validation,
 goes to the SDK untouched, before any side effect: the SDK then answers it (errors included) as it
 always did. tests/mcp/test_fastlane.py sends the same requests both ways and compares the bytes.
 """
@@ -129,9 +129,9 @@ class FastLane:
             envelope, status = await self._run(plan)
             await _send_json(plan, envelope, status, send)
         elif plan.legacy:
-            await self._serve_legacy_stream(plan, send)
+            await self._serve_legacy_stream(plan, receive, send)
         else:
-            await self._serve_deferred(plan, send)
+            await self._serve_deferred(plan, receive, send)
 
     def _plan(self, scope: Scope, accept: bytes | None, version: str | None, body: bytes) -> _Plan | None:
         """The request as the fast lane would serve it, or None to hand it to the SDK. Pure: nothing
@@ -275,11 +275,19 @@ class FastLane:
             status = 200
         return envelope, status
 
-    async def _serve_legacy_stream(self, plan: _Plan, send: Send) -> None:
+    async def _serve_legacy_stream(self, plan: _Plan, receive: Receive, send: Send) -> None:
         """What the SDK's legacy transport answers an SSE Accept with: an event stream carrying the one
         answer, opened at once, a ping comment every 15 s while the call runs (sse-starlette's)."""
         await send({"type": "http.response.start", "status": 200, "headers": _LEGACY_SSE_HEADERS})
-        envelope, _ = await self._with_pings(plan, send, _legacy_ping)
+        task = asyncio.ensure_future(self._run(plan))
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            answer = await self._with_pings(task, gone, send, _legacy_ping)
+        finally:
+            _cancel(task, gone)
+        if answer is None:
+            return
+        envelope, _ = answer
         data = pydantic_core.to_json(envelope)
         await send(
             {
@@ -290,23 +298,28 @@ class FastLane:
         )
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _serve_deferred(self, plan: _Plan, send: Send) -> None:
+    async def _serve_deferred(self, plan: _Plan, receive: Receive, send: Send) -> None:
         """The 2026-07-28 SSE mode: JSON if the call ends within the window, else commit to an event
         stream, ping, and end it with the answer (the SDK's single-exchange entry)."""
         task = asyncio.ensure_future(self._run(plan))
+        gone = asyncio.ensure_future(_disconnected(receive))
         try:
-            done, _ = await asyncio.wait((task,), timeout=_WINDOW_S)
-            if done:
+            await asyncio.wait((task, gone), timeout=_WINDOW_S, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
                 envelope, status = task.result()
                 await _send_json(plan, envelope, status, send)
+                return
+            if gone.done():
                 return
             # Committed: headers and a first ping now, then one a window, as the SDK does.
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
             await send({"type": "http.response.body", "body": _MODERN_PING, "more_body": True})
-            envelope, _ = await self._with_pings(plan, send, lambda: _MODERN_PING, task)
+            answer = await self._with_pings(task, gone, send, lambda: _MODERN_PING)
         finally:
-            if not task.done():
-                task.cancel()
+            _cancel(task, gone)
+        if answer is None:
+            return
+        envelope, _ = answer
         data = _json_compact(envelope)
         await send(
             {
@@ -316,20 +329,19 @@ class FastLane:
             }
         )
 
+    @staticmethod
     async def _with_pings(
-        self, plan: _Plan, send: Send, ping, task: asyncio.Future | None = None
-    ) -> tuple[dict[str, Any], int]:
-        """Await the call, sending `ping()` every window until it answers."""
-        task = task or asyncio.ensure_future(self._run(plan))
-        try:
-            while True:
-                done, _ = await asyncio.wait((task,), timeout=_WINDOW_S)
-                if done:
-                    return task.result()
-                await send({"type": "http.response.body", "body": ping(), "more_body": True})
-        finally:
-            if not task.done():
-                task.cancel()
+        task: asyncio.Future, gone: asyncio.Future, send: Send, ping
+    ) -> tuple[dict[str, Any], int] | None:
+        """Await the call, sending `ping()` every window until it answers; None if the client went
+        away first (the caller then cancels the call, as the SDK's entries do)."""
+        while True:
+            await asyncio.wait((task, gone), timeout=_WINDOW_S, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                return task.result()
+            if gone.done():
+                return None
+            await send({"type": "http.response.body", "body": ping(), "more_body": True})
 
 
 async def _send_json(plan: _Plan, envelope: dict[str, Any], status: int, send: Send) -> None:
@@ -344,6 +356,20 @@ async def _send_json(plan: _Plan, envelope: dict[str, Any], status: int, send: S
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns once the client has gone away (the request body was read before the call started)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _cancel(*futures: asyncio.Future) -> None:
+    for future in futures:
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()  # seen: a failed watch ends the call like a disconnect, and is not logged
 
 
 def _json_compact(value: Any) -> bytes:
