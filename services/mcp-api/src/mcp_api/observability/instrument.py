@@ -31,6 +31,7 @@ from .metrics import (
     STORE_ERRORS,
     STORE_SECONDS,
     TLS_CERT_EXPIRY,
+    child,
 )
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class InstrumentedRunners:
             RUNNER_START_FAILURES.labels(backend=self.name).inc()
             raise
         elapsed = time.perf_counter() - started
-        RUNNER_CLAIM_SECONDS.labels(backend=self.name).observe(elapsed)
+        child(RUNNER_CLAIM_SECONDS, self.name).observe(elapsed)  # every tool call: the cached child
         if client not in self._seen:
             self._seen.add(client)
             RUNNER_COLD_START_SECONDS.labels(backend=self.name).observe(elapsed)
