@@ -5,8 +5,11 @@ and without it, interleaved (A B A B …), with the plain SDK server measured in
     uv run python bench/ab.py --name key-cache --off SECURE_AGENT_AUTH__API_KEY_CACHE_TTL_S=0 \
         --concurrency 16,64 --eras legacy,modern --rounds 2 --duration 5
 
+    uv run python bench/ab.py --name round3 --before-ref 27aca9a --off AGENT_RUNNER_COALESCE_WRITES=0
+
 `--off` is the environment that turns the optimization off (the "before"); "after" is the default
-configuration. Every variant is a fresh server. Reports, per era and concurrency, the median over
+configuration. `--before-ref` runs the "before" mcp-api from a git worktree of that commit instead
+(for changes without a kill switch; the runners it starts still run the working tree's agent-runner). Every variant is a fresh server. Reports, per era and concurrency, the median over
 rounds of req/s, p99 and CPU s/1k for before, after and the SDK, and the ratios after/before and
 secure/SDK. Writes bench/results/ab/<name>.{json,md}. Loopback only, bounded by rounds × points.
 """
@@ -20,6 +23,7 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -79,6 +83,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--duration", type=float, default=5)
     parser.add_argument("--no-sdk", action="store_true")
+    parser.add_argument("--before-ref", help="git commit whose mcp-api is the 'before' variant")
     parser.add_argument("--out", type=Path, default=mb.HERE / "results" / "ab")
     args = parser.parse_args()
     # SIGTERM (a bounded run stopped early) still stops the servers, in the finally blocks.
@@ -93,6 +98,12 @@ def main() -> int:
     bare.write_text(mb.file_content())
     load_before = os.getloadavg()[0]
     points: list[dict] = []
+    worktree = root / "before-ref"
+    if args.before_ref:
+        subprocess.run(["git", "-C", str(mb.REPO), "worktree", "add", "--detach", str(worktree), args.before_ref],
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        src = [worktree / "services" / name / "src" for name in ("mcp-api", "agent-runner")]
+        off["PYTHONPATH"] = os.pathsep.join(map(str, src))
     try:
         for r in range(args.rounds):
             if not args.no_sdk:
@@ -100,6 +111,8 @@ def main() -> int:
             points += measure("secure", off, root, bare, eras, concs, args.duration, f"before{r}")
             points += measure("secure", on, root, bare, eras, concs, args.duration, f"after{r}")
     finally:
+        if args.before_ref:
+            subprocess.run(["git", "-C", str(mb.REPO), "worktree", "remove", "--force", str(worktree)], check=False)
         shutil.rmtree(root, ignore_errors=True)
 
     def med(variant: str, era: str, conc: int, key: str) -> float | None:
@@ -130,6 +143,7 @@ def main() -> int:
         "measured_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/ab.py " + " ".join(sys.argv[1:]),
         "before_env": off,
+        "before_ref": args.before_ref,
         "after_env": on,
         "rounds": args.rounds,
         "duration_s": args.duration,
@@ -142,7 +156,9 @@ def main() -> int:
     lines = [
         f"# A/B: {args.name} — {report['measured_at']}",
         "",
-        f"`{report['command']}`; before = {off or 'defaults'}, after = {on or 'defaults'}; median of "
+        f"`{report['command']}`; before = {off or 'defaults'}"
+        + (f" with mcp-api at {args.before_ref}" if args.before_ref else "")
+        + f", after = {on or 'defaults'}; median of "
         f"{args.rounds} rounds × {args.duration:g} s; load average {report['load_avg_1m']}.",
         "",
         "| era | c | SDK req/s | before req/s | after req/s | after/before | before/SDK | after/SDK "
