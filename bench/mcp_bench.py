@@ -118,6 +118,20 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def cpu_by_role(pids: list[int]) -> dict[str, float]:
+    """CPU seconds as cpu_seconds() counts them, split between the workspace runners and the rest
+    (uvicorn, or gunicorn's master and workers): which process is the bottleneck of a point."""
+    roles: dict[str, float] = {"server": 0.0, "runners": 0.0}
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                role = "runners" if b"agent_runner" in f.read() else "server"
+        except OSError:
+            continue
+        roles[role] += cpu_seconds([p])
+    return roles
+
+
 def rss_kib(pids: list[int], key: str) -> list[int]:
     out = []
     for p in pids:
@@ -314,12 +328,14 @@ def wrk_point(server: Server, era: str | None, arguments: dict, conc: int, durat
     pids = tree(server.proc.pid)
     failed0 = failed_calls(server)
     cpu0 = cpu_seconds(pids)
+    roles0 = cpu_by_role(pids)
     with RssSampler(server.proc.pid) as rss:
         subprocess.run(["wrk", "-t1", f"-c{conc}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
                         "-s", str(script), f"{server.base_url}/mcp"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pids = tree(server.proc.pid)
     cpu = cpu_seconds(pids) - cpu0
+    roles = {k: v - roles0.get(k, 0.0) for k, v in cpu_by_role(pids).items()}
     failed = failed_calls(server) - failed0 if failed0 is not None else 0
     w = json.loads(out.read_text())
     hwm = rss_kib(pids, "VmHWM:")
@@ -337,6 +353,9 @@ def wrk_point(server: Server, era: str | None, arguments: dict, conc: int, durat
         # cap refusing it): wrk cannot see them, secure-agent's own counter can.
         "failed_calls": failed,
         "cpu_s_per_1k": round(cpu / n * 1000, 3) if n else None,
+        # Split by process (at 1.00 core, the server process is the bottleneck of one worker).
+        "cpu_s_per_1k_by_process": {k: round(v / n * 1000, 3) for k, v in roles.items()} if n else None,
+        "cores_by_process": {k: round(v / (w["duration_us"] / 1e6), 2) for k, v in roles.items()},
         "peak_rss_mb_largest_process": round(max(hwm) / 1024, 1) if hwm else None,
         "peak_rss_mb_tree": round(max(rss.peak_sum, sum(rss_kib(pids, "VmRSS:"))) / 1024, 1),
     }

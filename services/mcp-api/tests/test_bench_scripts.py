@@ -38,3 +38,22 @@ def test_run_command_latency_script_writes_its_results(tmp_path: Path) -> None:
     markdown = (out / "run_command.md").read_text()
     assert "| legacy (2025-11-25) |" in markdown and "| modern (2026-07-28) |" in markdown
     assert "| sandbox-full |" in markdown
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(90)
+def test_inprocess_script_measures_both_eras_and_profiles(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_AGENT_")}
+    stats = tmp_path / "modern.pstats"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "inprocess.py"), "--calls", "20", "--rounds", "1",
+         "--profile", "modern", "--out", str(stats)],
+        capture_output=True, text=True, timeout=75, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"round"')]
+    assert [r["era"] for r in rows] == ["legacy", "modern"] and all(r["cpu_us_per_call"] > 0 for r in rows)
+    import pstats
+
+    functions = {name for _, _, name in pstats.Stats(str(stats)).stats}
+    assert "read_file" in functions  # the tool ran under the profiler

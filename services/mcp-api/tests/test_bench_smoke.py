@@ -37,6 +37,9 @@ def test_bench_script_runs_and_writes_its_report(tmp_path: Path) -> None:
         assert point["requests"] > 0 and point["rps"] > 0
         assert point["errors"] == 0, point
         assert point["cpu_s_per_1k"] is not None and point["peak_rss_mb_largest_process"] > 0
+        split = point["cpu_s_per_1k_by_process"]
+        assert split["server"] > 0 and abs(split["server"] + split["runners"] - point["cpu_s_per_1k"]) < 0.01
+        assert (split["runners"] > 0) is (point["server"] == "secure")  # only (c) has a runner
     (ratios,) = report["ratios"]
     assert ratios["rps_c_over_a"] > 0 and ratios["rps_c_over_b"] > 0
     assert {"read_file 4 KiB", "write_file 4 KiB", "run_command true"} <= set(report["extras"])

@@ -1,0 +1,128 @@
+"""mcp-api's own CPU per `read_file`, in-process: calls its ASGI stack directly (no HTTP, no load
+generator), one call at a time, with the benchmark's settings and a real runner process.
+
+    uv run python bench/inprocess.py [--calls 3000] [--rounds 3] [--profile modern --out prof.pstats]
+    PYTHONPATH=<worktree>/services/mcp-api/src:<worktree>/services/agent-runner/src uv run python bench/inprocess.py
+
+Reports CPU µs per call (process time of this process, which runs mcp-api; the runner's CPU is not
+counted) for each era, interleaved over rounds. The least noisy figure this machine gives, good
+for comparing two versions of mcp-api's request path (the second form runs another checkout's) or
+the two eras; cProfile's stats (`--profile`) tell where a difference comes from. It runs on
+asyncio's loop, not uvloop, and one call at a time, so absolute figures differ from `make bench`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mcp_bench as mb  # noqa: E402
+
+
+def settings_env(root: Path) -> dict[str, str]:
+    """The settings mcp_bench gives (c), with the log to a file under `root`."""
+    return {
+        "SECURE_AGENT_DATA_DIR": str(root / "data"),
+        "SECURE_AGENT_DEV_API_KEY": mb.API_KEY,
+        "SECURE_AGENT_LOG_LEVEL": "INFO",
+        "SECURE_AGENT_LOGGING__FILE": str(root / "mcp-api.log"),
+        "SECURE_AGENT_RATE_LIMITS__ENABLED": "true",
+        "SECURE_AGENT_RATE_LIMITS__KEY_PER_S": "10000000",
+        "SECURE_AGENT_RATE_LIMITS__KEY_BURST": "10000000",
+        "SECURE_AGENT_RATE_LIMITS__TENANT_PER_S": "10000000",
+        "SECURE_AGENT_RATE_LIMITS__TENANT_BURST": "10000000",
+        "SECURE_AGENT_RATE_LIMITS__MAX_INFLIGHT_TOOL_CALLS_PER_TENANT": "100000",
+    }
+
+
+def asgi_request(era: str, name: str, arguments: dict) -> tuple[dict, bytes]:
+    body, headers = mb.request_for(era, name, arguments)
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    head = [(b"host", b"127.0.0.1:8080"), (b"content-length", str(len(raw)).encode())]
+    head += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/mcp", "raw_path": b"/mcp", "query_string": b"", "root_path": "",
+        "headers": head, "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8080), "state": {},
+    }  # fmt: skip
+    return scope, raw
+
+
+async def call(app, era: str, name: str, arguments: dict) -> list[dict]:
+    scope, raw = asgi_request(era, name, arguments)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def run(args: argparse.Namespace) -> None:
+    from mcp_api.app import create_app
+    from mcp_api.observability.logging import setup_logging
+    from mcp_api.settings import Settings
+
+    settings = Settings()
+    app = create_app(settings)
+    setup_logging(settings)
+    async with app.router.lifespan_context(app):
+        answer = await call(app, "legacy", "write_file", {"path": mb.FILE_PATH, "content": mb.file_content()})
+        if answer[0]["status"] != 200:
+            raise RuntimeError(f"write_file failed: {answer}")
+        arguments = {"path": mb.FILE_PATH}
+        eras = args.eras.split(",")
+        for era in eras:  # warm up, and check the answer is the file
+            body = (await call(app, era, "read_file", arguments))[-1]["body"]
+            if mb.file_content()[:200].encode() not in body.replace(b"\\n", b"\n"):
+                raise RuntimeError(f"{era}: read_file did not return the file: {body[:200]!r}")
+        for rnd in range(args.rounds):
+            for era in eras:
+                started = time.process_time()
+                for _ in range(args.calls):
+                    await call(app, era, "read_file", arguments)
+                per_call = (time.process_time() - started) / args.calls * 1e6
+                print(json.dumps({"round": rnd, "era": era, "cpu_us_per_call": round(per_call, 1)}), flush=True)
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(args.calls):
+                await call(app, args.profile, "read_file", arguments)
+            profiler.disable()
+            profiler.dump_stats(args.out)
+            print(f"wrote {args.out} ({args.calls} calls, {args.profile})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=3000, help="calls per era and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--eras", default="legacy,modern")
+    parser.add_argument("--profile", choices=["legacy", "modern"], help="then profile this era with cProfile")
+    parser.add_argument("--out", type=Path, default=Path("inprocess.pstats"))
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="sa-inprocess-", dir="/tmp"))
+    root.chmod(0o755)
+    os.environ.update(settings_env(root))
+    try:
+        asyncio.run(run(args))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
