@@ -32,15 +32,8 @@ def settings_env(root: Path) -> dict[str, str]:
     """The settings mcp_bench gives (c), with the log to a file under `root`."""
     return {
         "SECURE_AGENT_DATA_DIR": str(root / "data"),
-        "SECURE_AGENT_DEV_API_KEY": mb.API_KEY,
-        "SECURE_AGENT_LOG_LEVEL": "INFO",
         "SECURE_AGENT_LOGGING__FILE": str(root / "mcp-api.log"),
-        "SECURE_AGENT_RATE_LIMITS__ENABLED": "true",
-        "SECURE_AGENT_RATE_LIMITS__KEY_PER_S": "10000000",
-        "SECURE_AGENT_RATE_LIMITS__KEY_BURST": "10000000",
-        "SECURE_AGENT_RATE_LIMITS__TENANT_PER_S": "10000000",
-        "SECURE_AGENT_RATE_LIMITS__TENANT_BURST": "10000000",
-        "SECURE_AGENT_RATE_LIMITS__MAX_INFLIGHT_TOOL_CALLS_PER_TENANT": "100000",
+        **mb.SECURE_SETTINGS,
     }
 
 

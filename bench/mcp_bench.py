@@ -64,6 +64,19 @@ BIG_FILES = 10_000
 STARTUP_TIMEOUT_S = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SECURE_ENV_OVERRIDES: dict[str, str] = {}
+# (c)'s settings in every secure-agent measurement (mcp_bench, ab, inprocess).
+SECURE_SETTINGS = {
+    "SECURE_AGENT_DEV_API_KEY": API_KEY,
+    "SECURE_AGENT_LOG_LEVEL": "INFO",
+    # Enabled, but never throttling: its cost is measured, not its refusals.
+    "SECURE_AGENT_RATE_LIMITS__ENABLED": "true",
+    "SECURE_AGENT_RATE_LIMITS__KEY_PER_S": "10000000",
+    "SECURE_AGENT_RATE_LIMITS__KEY_BURST": "10000000",
+    "SECURE_AGENT_RATE_LIMITS__TENANT_PER_S": "10000000",
+    "SECURE_AGENT_RATE_LIMITS__TENANT_BURST": "10000000",
+    # The per-tenant in-flight cap likewise (default 32): wrk's 64 connections share one tenant.
+    "SECURE_AGENT_RATE_LIMITS__MAX_INFLIGHT_TOOL_CALLS_PER_TENANT": "100000",
+}
 
 
 def free_port() -> int:
@@ -200,16 +213,7 @@ class Server:
             "SECURE_AGENT_PORT": str(self.port),
             "SECURE_AGENT_HOST": "127.0.0.1",
             "SECURE_AGENT_DATA_DIR": str(self.root / f"data-{self.deployment}"),
-            "SECURE_AGENT_DEV_API_KEY": API_KEY,
-            "SECURE_AGENT_LOG_LEVEL": "INFO",
-            # Enabled, but never throttling: its cost is measured, not its refusals.
-            "SECURE_AGENT_RATE_LIMITS__ENABLED": "true",
-            "SECURE_AGENT_RATE_LIMITS__KEY_PER_S": "10000000",
-            "SECURE_AGENT_RATE_LIMITS__KEY_BURST": "10000000",
-            "SECURE_AGENT_RATE_LIMITS__TENANT_PER_S": "10000000",
-            "SECURE_AGENT_RATE_LIMITS__TENANT_BURST": "10000000",
-            # The per-tenant in-flight cap likewise (default 32): wrk's 64 connections share one tenant.
-            "SECURE_AGENT_RATE_LIMITS__MAX_INFLIGHT_TOOL_CALLS_PER_TENANT": "100000",
+            **SECURE_SETTINGS,
         }
         env |= SECURE_ENV_OVERRIDES  # --secure-env: experiments only (what does feature X cost?)
         if workers == 1:

@@ -14,17 +14,21 @@ REPO = Path(__file__).resolve().parents[3]
 BENCH = REPO / "bench"
 
 
+def run_script(tmp_path: Path, script: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """Runs a bench script as `make bench` would, without this process's SECURE_AGENT_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_AGENT_")}
+    done = subprocess.run([sys.executable, str(BENCH / script), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(60)
 def test_run_command_latency_script_writes_its_results(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_AGENT_")}
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "run_command_latency.py"), "--calls", "5", "--warmup", "1",
-         "--sandbox-runs", "5", "--out", str(out)],
-        capture_output=True, text=True, timeout=45, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    run_script(tmp_path, "run_command_latency.py", "--calls", "5", "--warmup", "1", "--sandbox-runs", "5",
+               "--out", str(out), timeout=45)  # fmt: skip
     report = json.loads((out / "run_command.json").read_text())
     for era in ("legacy", "modern"):
         stats = report["mcp"]["stats"][era]
@@ -43,14 +47,9 @@ def test_run_command_latency_script_writes_its_results(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.timeout(90)
 def test_inprocess_script_measures_both_eras_and_profiles(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECURE_AGENT_")}
     stats = tmp_path / "modern.pstats"
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "inprocess.py"), "--calls", "20", "--rounds", "1",
-         "--profile", "modern", "--out", str(stats)],
-        capture_output=True, text=True, timeout=75, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    done = run_script(tmp_path, "inprocess.py", "--calls", "20", "--rounds", "1", "--profile", "modern",
+                      "--out", str(stats), timeout=75)  # fmt: skip
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"round"')]
     assert [r["era"] for r in rows] == ["legacy", "modern"] and all(r["cpu_us_per_call"] > 0 for r in rows)
     import pstats
