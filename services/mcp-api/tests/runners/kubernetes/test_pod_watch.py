@@ -77,6 +77,14 @@ async def until(check, within: float = 5.0):
         await asyncio.sleep(0.02)
 
 
+async def cut_stream(watcher: PodWatcher) -> None:
+    """Cut the open watch stream as the network would. Waits for the stream to be open first: a cut
+    while the watch request is still being made would find nothing to cut, and the test would only
+    see the read timeout (5 s, its own deadline) end it."""
+    await until(lambda: watcher._resp is not None)
+    watcher.restart_stream()
+
+
 async def new_pod(kube: KubeApi, name: str) -> None:
     await kube.create_pod(runner_pod(name, name, PodOptions(namespace=NS)))
 
@@ -94,7 +102,7 @@ async def test_watch_sees_creation_readiness_and_deletion(kube, watcher):
 async def test_watch_recovers_from_410_as_http_status(emulator, kube, watcher):
     emulator.faults.append(("GET", "watch=true", 410))  # the next watch request gets 410 Gone
     watches = watcher.watches
-    watcher.restart_stream()  # as a network cut: the watch is re-made, meets the 410
+    await cut_stream(watcher)  # the watch is re-made, meets the 410
     await until(lambda: watcher.expired == 1 and watcher.lists == 2)
     assert watcher.watches > watches and watcher.failures == 0
     # Recovered: later changes still arrive.
@@ -108,13 +116,13 @@ async def test_watch_recovers_from_410_as_error_event_and_resyncs_deletions(emul
     await new_pod(kube, "agent-runner-c")
     await until(lambda: watcher.get("agent-runner-c") is not None)
     emulator.gone_events = 1
-    watcher.restart_stream()
+    await cut_stream(watcher)
     await until(lambda: watcher.expired == 1 and watcher.lists == 2)
     assert watcher.get("agent-runner-c") is not None  # the relist kept what exists
     # A pod that vanished while no watch was open is reported as deleted by the next relist.
     watcher.pods["agent-runner-ghost"] = {"metadata": {"name": "agent-runner-ghost"}}
     emulator.gone_events = 1
-    watcher.restart_stream()
+    await cut_stream(watcher)
     await until(lambda: "agent-runner-ghost" in watcher.deleted)
     await kube.delete_pod("agent-runner-c")
     await until(lambda: "agent-runner-c" in watcher.deleted)
@@ -122,13 +130,13 @@ async def test_watch_recovers_from_410_as_error_event_and_resyncs_deletions(emul
 
 async def test_watch_recovers_from_a_cut_stream_and_from_errors(emulator, kube, watcher):
     watches = watcher.watches
-    watcher.restart_stream()
+    await cut_stream(watcher)
     # A cut stream is watched again from the last resourceVersion, without a relist.
     # (The cut surfaces as a clean end of the stream or as a ProtocolError: either way, no relist.)
     await until(lambda: watcher.watches > watches)
     assert watcher.lists == 1 and watcher.failures == 0
     emulator.faults.append(("GET", "watch=true", 500))
-    watcher.restart_stream()
+    await cut_stream(watcher)
     await until(lambda: watcher.failures >= 1 and watcher.lists == 2)  # an error: back off, relist
     await new_pod(kube, "agent-runner-d")
     await until(lambda: watcher.get("agent-runner-d") is not None)
