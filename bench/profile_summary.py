@@ -20,8 +20,8 @@ GENERIC = ("asyncio/", "anyio/", "threading.py", "contextlib.py", "<frozen", "ty
 OWNERS = [
     ("aiosqlite", "store (aiosqlite)"), ("sqlalchemy", "store (sqlalchemy)"), ("api_keys.py", "auth"),
     ("logging/", "logging"), ("pythonjsonlogger", "logging"), ("observability/logs.py", "logging"),
-    ("redaction.py", "log redaction"), ("httpcore", "runner client (httpx)"), ("httpx/", "runner client (httpx)"),
-    ("agent_runner/client.py", "runner client (httpx)"), ("prometheus", "metrics"),
+    ("redaction.py", "log redaction"), ("httpcore", "runner client"), ("httpx/", "runner client"),
+    ("agent_runner/client.py", "runner client"), ("prometheus", "metrics"),
     ("observability/metrics", "metrics"), ("opentelemetry", "tracing"), ("tracing.py", "tracing"),
     ("fastapi/telemetry", "fastapi telemetry"), ("mcp/", "mcp SDK"), ("pydantic", "pydantic"),
     ("starlette", "starlette"), ("fastapi", "fastapi"), ("uvicorn", "uvicorn + event loop"),

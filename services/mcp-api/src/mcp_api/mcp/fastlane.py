@@ -21,7 +21,7 @@ SDK's shapes: JSON; on the legacy wire with an SSE Accept, an event stream of th
 keep-alive pings every 15 s. With an SSE Accept a call whose client goes away is cancelled, as the
 SDK's entries cancel it (with a JSON-only Accept neither does). Anything else, or anything that fails validation,
 goes to the SDK untouched, before any side effect: the SDK then answers it (errors included) as it
-always did. tests/mcp/test_fastlane.py sends the same requests both ways and compares the bytes.
+always did. tests/test_fastlane.py sends the same requests both ways and compares the bytes.
 """
 
 from __future__ import annotations
