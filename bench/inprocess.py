@@ -29,12 +29,9 @@ import mcp_bench as mb  # noqa: E402
 
 
 def settings_env(root: Path) -> dict[str, str]:
-    """The settings mcp_bench gives (c), with the log to a file under `root`."""
-    return {
-        "SECURE_AGENT_DATA_DIR": str(root / "data"),
-        "SECURE_AGENT_LOGGING__FILE": str(root / "mcp-api.log"),
-        **mb.SECURE_SETTINGS,
-    }
+    """The settings mcp_bench gives (c). The log goes to stdout, as (c)'s does (main() points stdout
+    at a file): the rotating file handler of `logging.file` costs more per line (it stats the file)."""
+    return {"SECURE_AGENT_DATA_DIR": str(root / "data"), **mb.SECURE_SETTINGS}
 
 
 def asgi_request(era: str, name: str, arguments: dict) -> tuple[dict, bytes]:
@@ -64,6 +61,10 @@ async def call(app, era: str, name: str, arguments: dict) -> list[dict]:
     return sent
 
 
+def report(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)  # stdout carries the servers' log lines
+
+
 async def run(args: argparse.Namespace) -> None:
     from mcp_api.app import create_app
     from mcp_api.observability.logging import setup_logging
@@ -88,7 +89,7 @@ async def run(args: argparse.Namespace) -> None:
                 for _ in range(args.calls):
                     await call(app, era, "read_file", arguments)
                 per_call = (time.process_time() - started) / args.calls * 1e6
-                print(json.dumps({"round": rnd, "era": era, "cpu_us_per_call": round(per_call, 1)}), flush=True)
+                report(json.dumps({"round": rnd, "era": era, "cpu_us_per_call": round(per_call, 1)}))
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
@@ -96,7 +97,7 @@ async def run(args: argparse.Namespace) -> None:
                 await call(app, args.profile, "read_file", arguments)
             profiler.disable()
             profiler.dump_stats(args.out)
-            print(f"wrote {args.out} ({args.calls} calls, {args.profile})")
+            report(f"wrote {args.out} ({args.calls} calls, {args.profile})")
 
 
 def main() -> int:
@@ -110,9 +111,13 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="sa-inprocess-", dir="/tmp"))
     root.chmod(0o755)
     os.environ.update(settings_env(root))
+    # Both processes' log lines (the runner inherits stdout) to a file, as make bench's servers write.
+    log = open(root / "servers.log", "w")  # noqa: SIM115 - closed below
+    os.dup2(log.fileno(), sys.stdout.fileno())
     try:
         asyncio.run(run(args))
     finally:
+        log.close()
         shutil.rmtree(root, ignore_errors=True)
     return 0
 
