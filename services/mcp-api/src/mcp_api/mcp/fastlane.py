@@ -9,7 +9,8 @@ What stays the same: this layer sits innermost, behind every security and observ
 /mcp (auth, rate limits, header and body limits, the access line, request span). Inside, the SDK's
 own functions still do the work that defines the protocol: `classify_inbound_request` (the
 2026-07-28 envelope and header ladder), `validate_client_request` (the per-revision surface), the
-registered tools/call handler (argument validation, the AgentProfile gate, ToolError mapping) and
+registered tools/call handler (argument validation, the AgentProfile gate, ToolError mapping; when no
+extension wraps it, its work without the Context it would build: `handle_call_tool_without_context`) and
 `ServerRunner._serialize` (the per-revision result sieve, resultType, serverInfo stamp). The MCP span
 and the metrics are the ones the SDK path records (`observe_mcp_request`).
 
@@ -64,6 +65,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .server import SecureAgentMCP, observe_mcp_request
 
+_GATED = SecureAgentMCP.call_tool  # the gate handle_call_tool_without_context applies too
 _ENVELOPE_KEYS = frozenset({PROTOCOL_VERSION_META_KEY, CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY})
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PARAMS_KEYS = frozenset({"name", "arguments", "_meta"})
@@ -101,6 +103,7 @@ class FastLane:
             _StampOnce(lowlevel), Connection.from_envelope(DEFAULT_NEGOTIATED_VERSION, None, None), None
         )
         self._eligible: dict[str, tuple[Any, bool, bool]] = {}
+        self._bare_handler = mcp._handle_call_tool  # what MCPServer registers for tools/call
         self._surface_ok: set[tuple[str, str | None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,7 +195,9 @@ class FastLane:
             typed = entry.params_type.model_validate(params, by_name=False)
         except (KeyError, ValueError, ValidationError):
             return None
-        return _Plan(request_id, version, legacy, typed, params, entry.handler, sse)
+        # No extension interceptor and no override on the way: the handler's work without its Context.
+        direct = tool if entry.handler == self._bare_handler and type(self.mcp).call_tool is _GATED else None
+        return _Plan(request_id, version, legacy, typed, params, entry.handler, sse, direct)
 
     def _validate_surface(self, version: str, params: dict[str, Any], meta: Any) -> None:
         """The SDK's per-revision check of tools/call params (`validate_client_request`), remembered by
@@ -250,7 +255,10 @@ class FastLane:
         ) as span:
             try:
                 with observe_mcp_request("tools/call", params, plan.version) as observed:
-                    result = await plan.handler(None, plan.typed)
+                    if plan.tool is not None:
+                        result = await self.mcp.handle_call_tool_without_context(plan.tool, plan.typed)
+                    else:
+                        result = await plan.handler(None, plan.typed)
                     observed.result(result)
                     wire = self._shaper._serialize("tools/call", plan.version, result)
                 if isinstance(result, CallToolResult) and result.is_error:
@@ -429,7 +437,7 @@ def _legacy_ping() -> bytes:
 
 
 class _Plan:
-    __slots__ = ("request_id", "version", "legacy", "typed", "params", "handler", "sse")
+    __slots__ = ("request_id", "version", "legacy", "typed", "params", "handler", "sse", "tool")
 
     def __init__(
         self,
@@ -440,6 +448,7 @@ class _Plan:
         params: Mapping[str, Any],
         handler: Any,
         sse: bool,
+        tool: Any = None,
     ) -> None:
         self.request_id = request_id
         self.version = version
@@ -448,6 +457,7 @@ class _Plan:
         self.params = params
         self.handler = handler  # the registered tools/call handler, extension interceptors included
         self.sse = sse  # the Accept allows an event stream (and the SDK's session manager for it)
+        self.tool = tool  # set when the handler is the bare one: then its work runs without a Context
 
 
 def _sse_mode(accept: bytes | None) -> bool | None:

@@ -12,10 +12,11 @@ from agent_runner.observability import context as log_context
 from agent_runner.observability.logs import event
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.server.request_state import RequestStateSecurity
 from mcp.shared.exceptions import MCPError
-from mcp.types import INTERNAL_ERROR, Resource
+from mcp.types import INTERNAL_ERROR, CallToolRequestParams, CallToolResult, Resource, TextContent
 from mcp.types import Tool as MCPTool
 from opentelemetry import trace
 from pydantic import ValidationError
@@ -32,6 +33,8 @@ from .tools import files
 from .tools.gate import allowed_tools, check_tool_allowed, tool_allowed
 
 log = logging.getLogger(__name__)
+# The SDK's tools/call handler logs a tool's failure here; so does handle_call_tool_without_context.
+_sdk_log = logging.getLogger("mcp.server.mcpserver.server")
 SERVER_NAME = "secure-agent"
 INSTRUCTIONS = (
     "secure-agent gives you a private, sandboxed workspace. Paths are relative to the workspace root; "
@@ -63,9 +66,32 @@ class SecureAgentMCP(MCPServer):
         return allowed_tools(self._services, list(listed[1]))
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
-        # Every tools/call passes here, the agent's own tool calls included (agent/loop.py).
+        # Every tools/call passes here, the agent's own tool calls included (agent/loop.py), or
+        # through handle_call_tool_without_context below, which applies the same gate.
         check_tool_allowed(self._services, name)
         return await super().call_tool(name, arguments, context)
+
+    async def handle_call_tool_without_context(self, tool: Tool, params: CallToolRequestParams) -> Any:
+        """The registered tools/call handler (`_handle_call_tool` → `call_tool` → `Tool.run`) for a tool
+        that reads no Context and has no resolvers (mcp/fastlane.py checks): the same gate, the same
+        `Tool.run` (argument validation, the tool, output conversion) and the same mapping of failures,
+        without the Context the SDK builds for every call (a pydantic model nobody would read).
+        tests/test_fastlane.py holds its answers, failures included, to the SDK path's bytes."""
+        try:
+            check_tool_allowed(self._services, tool.name)
+            return await tool.run(params.arguments or {}, None, convert_result=True)  # type: ignore[arg-type]
+        except MCPError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped and logged as _handle_call_tool maps and logs it
+            if isinstance(exc, ToolError) and not isinstance(exc, UnexpectedToolError):
+                if isinstance(exc.__cause__, ValidationError):
+                    fields = sorted({".".join(str(part) for part in err["loc"]) for err in exc.__cause__.errors()})
+                    _sdk_log.info("Tool %r rejected arguments: %r", params.name, fields)
+                else:
+                    _sdk_log.info("Tool %r failed: %r", params.name, str(exc))
+            else:
+                _sdk_log.exception("Tool %r raised an unexpected exception", params.name)
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
 
     async def list_resources(self) -> list[Resource]:
         static = await super().list_resources()
