@@ -1,14 +1,15 @@
 """mcp-api's own CPU per `read_file`, in-process: calls its ASGI stack directly (no HTTP, no load
 generator), one call at a time, with the benchmark's settings and a real runner process.
 
-    uv run python bench/inprocess.py [--calls 3000] [--rounds 3] [--profile modern --out prof.pstats]
+    uv run python bench/inprocess.py [--calls 3000] [--rounds 3] [--concurrency 64] [--profile modern --out prof.pstats]
     PYTHONPATH=<worktree>/services/mcp-api/src:<worktree>/services/agent-runner/src uv run python bench/inprocess.py
 
 Reports CPU µs per call (process time of this process, which runs mcp-api; the runner's CPU is not
 counted) for each era, interleaved over rounds. The least noisy figure this machine gives, good
 for comparing two versions of mcp-api's request path (the second form runs another checkout's) or
-the two eras; cProfile's stats (`--profile`) tell where a difference comes from. It runs on
-asyncio's loop, not uvloop, and one call at a time, so absolute figures differ from `make bench`'s.
+the two eras; cProfile's stats (`--profile`) tell where a difference comes from. It runs on uvloop,
+as uvicorn serves mcp-api, and by default one call at a time (`--concurrency` keeps more in flight,
+so that one loop wake-up serves several, as under load), so absolute figures differ from `make bench`'s.
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ async def call(app, era: str, name: str, arguments: dict) -> list[dict]:
     return sent
 
 
+async def calls(app, era: str, arguments: dict, count: int, concurrency: int) -> None:
+    """`count` read_file calls, `concurrency` at a time (as wrk's connections keep that many in
+    flight: the event loop then serves several per wake-up, as it does under load)."""
+    remaining = count
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call(app, era, "read_file", arguments)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
 def report(line: str) -> None:
     print(line, file=sys.stderr, flush=True)  # stdout carries the servers' log lines
 
@@ -86,15 +101,13 @@ async def run(args: argparse.Namespace) -> None:
         for rnd in range(args.rounds):
             for era in eras:
                 started = time.process_time()
-                for _ in range(args.calls):
-                    await call(app, era, "read_file", arguments)
+                await calls(app, era, arguments, args.calls, args.concurrency)
                 per_call = (time.process_time() - started) / args.calls * 1e6
                 report(json.dumps({"round": rnd, "era": era, "cpu_us_per_call": round(per_call, 1)}))
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
-            for _ in range(args.calls):
-                await call(app, args.profile, "read_file", arguments)
+            await calls(app, args.profile, arguments, args.calls, args.concurrency)
             profiler.disable()
             profiler.dump_stats(args.out)
             report(f"wrote {args.out} ({args.calls} calls, {args.profile})")
@@ -105,6 +118,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000, help="calls per era and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--eras", default="legacy,modern")
+    parser.add_argument("--concurrency", type=int, default=1, help="calls in flight at once")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="uvloop: as served")
     parser.add_argument("--profile", choices=["legacy", "modern"], help="then profile this era with cProfile")
     parser.add_argument("--out", type=Path, default=Path("inprocess.pstats"))
     args = parser.parse_args()
@@ -115,7 +130,12 @@ def main() -> int:
     log = open(root / "servers.log", "w")  # noqa: SIM115 - closed below
     os.dup2(log.fileno(), sys.stdout.fileno())
     try:
-        asyncio.run(run(args))
+        if args.loop == "uvloop":
+            import uvloop  # what uvicorn's loop="auto" runs mcp-api on
+
+            uvloop.run(run(args))
+        else:
+            asyncio.run(run(args))
     finally:
         log.close()
         shutil.rmtree(root, ignore_errors=True)

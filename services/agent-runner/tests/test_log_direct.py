@@ -1,16 +1,20 @@
 """event() writes its line itself when the record would reach only one JSON stream handler built by
-make_handler (logs._write_direct): the same bytes as the logging path, which still serves every
-other arrangement (another handler on the way, a filter, a file, the text format, a special key)."""
+make_handler (observability/log_direct.py): the same bytes as the logging path, which still serves
+every other arrangement (another handler on the way, a filter, a file, the text format, a special
+key); on stdout/stderr inside an event loop, at the end of the loop step, in order."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
-from agent_runner.observability import context, logs, redaction
+from agent_runner.observability import context, log_direct, logs, redaction
 from agent_runner.observability.logs import event, make_handler
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -56,8 +60,8 @@ def pair(level: int = logging.DEBUG) -> tuple[logging.Logger, io.StringIO, loggi
 
 def both(fields: dict, level: int = logging.INFO, message: str = "http request") -> tuple[str, str]:
     direct, direct_out, generic, generic_out = pair()
-    assert logs._direct_handler(direct, level, dict(fields)) is direct.handlers[0]
-    assert logs._direct_handler(generic, level, dict(fields)) is None
+    assert log_direct.direct_handler(direct, level, dict(fields)) is direct.handlers[0]
+    assert log_direct.direct_handler(generic, level, dict(fields)) is None
     event(direct, level, message, **fields)
     event(generic, level, message, **fields)
     # The logger's name is the one difference between the two arrangements.
@@ -106,7 +110,7 @@ key = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(fields=st.dictionaries(key, value, max_size=8), bound=st.booleans(), level=st.sampled_from([10, 20, 30, 40]))
 def test_any_fields_give_the_same_bytes(fields, bound, level):
-    fields = {k: v for k, v in fields.items() if k not in logs._NOT_DIRECT_KEYS and not k.startswith("_")}
+    fields = {k: v for k, v in fields.items() if k not in log_direct.NOT_DIRECT_KEYS and not k.startswith("_")}
     if bound:
         with context.bind(request_id="req-1", tenant="t", mcp_method="tools/call", tool=f"x {REGISTERED}"):
             direct, generic = both(fields, level)
@@ -124,33 +128,33 @@ def test_a_message_with_a_secret_is_redacted_alike():
 @pytest.mark.parametrize("name", ["name", "msg", "message", "service", "timestamp", "levelname", "_private"])
 def test_keys_a_record_treats_specially_take_the_logging_path(name):
     direct, _, _, _ = pair()
-    assert logs._direct_handler(direct, logging.INFO, {name: 1}) is None
+    assert log_direct.direct_handler(direct, logging.INFO, {name: 1}) is None
 
 
 def test_any_other_arrangement_takes_the_logging_path(tmp_path):
     direct, _, _, _ = pair()
     handler = direct.handlers[0]
-    assert logs._direct_handler(direct, logging.INFO, {}) is handler
+    assert log_direct.direct_handler(direct, logging.INFO, {}) is handler
     handler.setLevel(logging.WARNING)  # the handler's level is still honoured
-    assert logs._direct_handler(direct, logging.INFO, {}) is None
+    assert log_direct.direct_handler(direct, logging.INFO, {}) is None
     handler.setLevel(logging.NOTSET)
     handler.addFilter(_Pass())
-    assert logs._direct_handler(direct, logging.INFO, {}) is None
+    assert log_direct.direct_handler(direct, logging.INFO, {}) is None
     handler.removeFilter(handler.filters[-1])
     handler.setFormatter(logs.JsonFormatter("other"))
-    assert logs._direct_handler(direct, logging.INFO, {}) is None
+    assert log_direct.direct_handler(direct, logging.INFO, {}) is None
     # A second handler anywhere on the way, the text format, a file: the logging path.
     two = logging.Logger("two")
     two.addHandler(make_handler("svc", "json", stream=io.StringIO()))
     two.addHandler(make_handler("svc", "json", stream=io.StringIO()))
-    assert logs._direct_handler(two, logging.INFO, {}) is None
+    assert log_direct.direct_handler(two, logging.INFO, {}) is None
     text = logging.Logger("text")
     text.addHandler(make_handler("svc", "text", stream=io.StringIO()))
-    assert logs._direct_handler(text, logging.INFO, {}) is None
+    assert log_direct.direct_handler(text, logging.INFO, {}) is None
     to_file = logging.Logger("file")
     to_file.addHandler(file_handler := make_handler("svc", "json", file=tmp_path / "x.log"))
     try:
-        assert logs._direct_handler(to_file, logging.INFO, {}) is None
+        assert log_direct.direct_handler(to_file, logging.INFO, {}) is None
     finally:
         file_handler.close()
 
@@ -180,5 +184,113 @@ def test_a_failing_stream_is_reported_not_raised(monkeypatch):
 
 def test_the_kill_switch_takes_the_logging_path(monkeypatch):
     direct, _, _, _ = pair()
-    monkeypatch.setattr(logs, "_DIRECT", False)
-    assert logs._direct_handler(direct, logging.INFO, {}) is None
+    monkeypatch.setattr(log_direct, "ENABLED", False)
+    assert log_direct.direct_handler(direct, logging.INFO, {}) is None
+
+
+@pytest.fixture
+def stdout_logger(monkeypatch: pytest.MonkeyPatch):
+    """`start()` gives a logger whose one handler writes to sys.stdout (StdStreamHandler), made a
+    StringIO (inside the test: pytest sets sys.stdout again between a fixture and its test)."""
+    logger = logging.Logger("test.stdout", logging.DEBUG)
+    logger.addHandler(handler := make_handler("svc", "json"))
+    assert type(handler) is logs.StdStreamHandler
+
+    def start() -> tuple[logging.Logger, io.StringIO]:
+        out = io.StringIO()
+        monkeypatch.setattr(sys, "stdout", out)
+        return logger, out
+
+    yield start
+    handler.close()
+
+
+def test_on_stdout_in_a_loop_lines_wait_for_the_end_of_the_step_and_keep_their_order(stdout_logger):
+    logger, out = stdout_logger()
+    reference, reference_out, _, _ = pair()
+
+    async def main() -> str:
+        for i in range(3):
+            with context.bind(request_id=f"req-{i}"):
+                event(logger, logging.INFO, "http request", n=i, **ACCESS)
+        waiting = out.getvalue()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return waiting
+
+    assert asyncio.run(main()) == ""  # nothing written inside the step
+    for i in range(3):
+        with context.bind(request_id=f"req-{i}"):
+            event(reference, logging.INFO, "http request", n=i, **ACCESS)
+    # The same lines, with the context each had when it was logged, in order, after the step.
+    assert out.getvalue().replace("test.stdout", "X") == reference_out.getvalue().replace("test.direct", "X")
+    assert [json.loads(line)["request_id"] for line in out.getvalue().splitlines()] == ["req-0", "req-1", "req-2"]
+
+
+def test_a_line_on_the_logging_path_writes_the_waiting_ones_first(stdout_logger):
+    logger, out = stdout_logger()
+
+    async def main() -> None:
+        event(logger, logging.INFO, "first", n=1)
+        logger.warning("second")  # the logging path, through the same handler
+        event(logger, logging.INFO, "third", n=3)
+
+    asyncio.run(main())
+    assert [json.loads(line)["message"] for line in out.getvalue().splitlines()] == ["first", "second", "third"]
+
+
+def test_closing_the_handler_or_exiting_writes_the_waiting_lines(stdout_logger):
+    logger, out = stdout_logger()
+    handler = logger.handlers[0]
+
+    async def main() -> list[str]:
+        seen = []
+        event(logger, logging.INFO, "before exit", n=1)
+        seen.append(out.getvalue())
+        log_direct._flush_all()  # what atexit runs
+        seen.append(out.getvalue())
+        event(logger, logging.INFO, "before close", n=2)
+        handler.close()
+        seen.append(out.getvalue())
+        return seen
+
+    waiting, after_exit, after_close = asyncio.run(main())
+    assert waiting == ""
+    assert [json.loads(line)["message"] for line in after_exit.splitlines()] == ["before exit"]
+    assert [json.loads(line)["message"] for line in after_close.splitlines()] == ["before exit", "before close"]
+    assert out.getvalue() == after_close  # and the step's end finds nothing left to write
+
+
+def test_outside_a_loop_or_in_another_thread_lines_are_written_at_once(stdout_logger):
+    logger, out = stdout_logger()
+    event(logger, logging.INFO, "no loop", n=1)
+    assert "no loop" in out.getvalue()
+    thread = threading.Thread(target=event, args=(logger, logging.INFO, "thread"), kwargs={"n": 2})
+    thread.start()
+    thread.join()
+    assert "thread" in out.getvalue()
+
+
+def test_a_forked_child_does_not_write_its_parents_waiting_lines(stdout_logger, monkeypatch):
+    logger, out = stdout_logger()
+
+    async def main() -> None:
+        event(logger, logging.INFO, "parent's", n=1)
+        monkeypatch.setattr(log_direct.os, "getpid", lambda: -1)  # now "in the child"
+        log_direct.flush_deferred(logger.handlers[0])
+
+    asyncio.run(main())
+    assert out.getvalue() == ""
+
+
+def test_a_long_step_writes_in_batches(stdout_logger, monkeypatch):
+    logger, out = stdout_logger()
+    monkeypatch.setattr(log_direct, "MAX_DEFERRED", 4)
+
+    async def main() -> int:
+        for i in range(10):
+            event(logger, logging.INFO, "line", n=i)
+        return len(out.getvalue().splitlines())
+
+    assert asyncio.run(main()) == 8  # two full batches inside the step, the rest at its end
+    assert len(out.getvalue().splitlines()) == 10

@@ -21,7 +21,6 @@ import logging
 import logging.handlers
 import os
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -46,7 +45,7 @@ _RECORD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))
 ) | {"message", "asctime", "taskName", "service", "trace_id", "span_id", *_CONTEXT_FIELDS}
 _MARK = "_secure_agent_handler"
-_DIRECT_FORMATTER = "_secure_agent_direct_formatter"
+DIRECT_FORMATTER = "_secure_agent_direct_formatter"
 # Set by event() on records whose extra fields it already redacted.
 _FIELDS_REDACTED = "_fields_redacted"
 _FILTERED_KEY = "\x00redacted"
@@ -230,6 +229,14 @@ class StdStreamHandler(logging.StreamHandler):
     def stream(self, value: IO[str]) -> None:  # StreamHandler.__init__ assigns it; ignored
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        log_direct.flush_deferred(self)  # event()'s lines still waiting for the loop step to end go first
+        super().emit(record)
+
+    def close(self) -> None:
+        log_direct.flush_deferred(self)
+        super().close()
+
 
 class RotatingFileHandler(logging.handlers.RotatingFileHandler):
     """The stdlib's, formatting each record once: it formats it to decide whether to roll over, and
@@ -281,8 +288,8 @@ def make_handler(
     handler.addFilter(ContextFilter(service))
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter())
-    if fmt == "json" and type(handler) in _DIRECT_HANDLER_TYPES:
-        setattr(handler, _DIRECT_FORMATTER, handler.formatter)  # event() may write its lines (below)
+    if fmt == "json" and type(handler) in (StdStreamHandler, logging.StreamHandler):
+        setattr(handler, DIRECT_FORMATTER, handler.formatter)  # event() may write its lines (log_direct)
     setattr(handler, _MARK, True)
     return handler
 
@@ -348,103 +355,13 @@ def event(logger: logging.Logger, level: int, message: str, **fields: Any) -> No
         extra = {k: redact_value(v, k) for k, v in fields.items()}
         if not redaction._clean_keys.issuperset(fields):  # a field name that is (or holds) a secret
             extra = redact_keys(extra)
-        handler = _direct_handler(logger, level, extra)
+        handler = log_direct.direct_handler(logger, level, extra)
         if handler is not None:
-            _write_direct(handler, logger.name, level, message, extra)
+            log_direct.write(handler, logger.name, level, message, extra)
             return
         extra[_FIELDS_REDACTED] = True
         logger.log(level, message, extra=extra, stacklevel=2)
 
 
-# event() writes the line itself when the record would reach exactly one handler and it is a plain
-# stream handler make_handler built for JSON: the same bytes the record would become, without the
-# record, its caller lookup, the two filters and the formatter's generic walk. That was a sixth of
-# mcp-api's CPU per request (the access line; docs/performance.md). Anything else takes the logging
-# path: another handler anywhere on the way to the root (a test harness's, a second sink), a filter,
-# a file handler, the text format, a changed formatter, or an extra key a LogRecord treats specially.
-_DIRECT = os.environ.get("SECURE_AGENT_LOG_DIRECT", "1") != "0"
-_DIRECT_HANDLER_TYPES = (StdStreamHandler, logging.StreamHandler)
-# Keys that makeRecord refuses, that the filters or formatter replace, or that are not extra fields.
-_NOT_DIRECT_KEYS = (_RECORD_ATTRS | set(FIELDS[:5])) - set(_RESERVED_FIELDS)
-
-
-def _direct_handler(logger: logging.Logger, level: int, extra: dict[str, Any]) -> logging.StreamHandler | None:
-    if not _DIRECT:
-        return None
-    found = None
-    current: logging.Logger | None = logger
-    while current is not None:
-        if current.filters:
-            return None
-        if current.handlers:
-            if found is not None or len(current.handlers) != 1:
-                return None
-            found = current.handlers[0]
-        if not current.propagate:
-            break
-        current = current.parent
-    if (
-        found is None
-        or type(found) not in _DIRECT_HANDLER_TYPES
-        or level < found.level
-        or found.formatter is None
-        or found.formatter is not getattr(found, _DIRECT_FORMATTER, None)
-        or len(found.filters) != 2
-        or type(found.filters[0]) is not ContextFilter
-        or type(found.filters[1]) is not RedactingFilter
-    ):
-        return None
-    for key in extra:
-        if key in _NOT_DIRECT_KEYS or key[:1] == "_":
-            return None
-    return found  # type: ignore[return-value]
-
-
-def _write_direct(
-    handler: logging.StreamHandler, name: str, level: int, message: str, extra: dict[str, Any]
-) -> None:
-    """What ContextFilter, RedactingFilter and JsonFormatter make of event()'s record, written as
-    StreamHandler.emit writes it (tests/test_log_direct.py holds the two to the same bytes)."""
-    formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
-    ctx = context.current()
-    data: dict[str, Any] = {
-        "timestamp": _timestamp(time.time()),
-        "level": logging.getLevelName(level),
-        "logger": name,
-        "message": redact_text(message),
-        "service": handler.filters[0].service,  # type: ignore[attr-defined]
-    }
-    get = extra.get
-    for field in _CONTEXT_FIELDS[:1]:
-        value = get(field)
-        data[field] = value if value is not None else getattr(ctx, field) if ctx else None
-    trace_id = get("trace_id")
-    if trace_id is None:
-        data["trace_id"], data["span_id"] = trace_ids()
-    else:
-        data["trace_id"], data["span_id"] = trace_id, get("span_id")
-    for field in _CONTEXT_FIELDS[1:]:
-        value = get(field)
-        data[field] = value if value is not None else getattr(ctx, field) if ctx else None
-    if isinstance(data["tool"], str):
-        data["tool"] = redact_text(data["tool"])  # client-influenced: RedactingFilter's rule
-    data["duration_ms"] = get("duration_ms")
-    data["outcome"] = get("outcome")
-    for key, value in extra.items():
-        if key not in _FIELDS_SET:
-            data[key] = value
-    try:
-        line = formatter.serialize_log_record(data)
-        handler.acquire()
-        try:
-            handler.stream.write(line + handler.terminator)
-            handler.flush()
-        finally:
-            handler.release()
-    except RecursionError:
-        raise
-    except Exception:  # noqa: BLE001 - as StreamHandler.emit: reported on stderr, never raised
-        handler.handleError(logging.makeLogRecord({"name": name, "levelno": level, "msg": message}))
-
-
-_FIELDS_SET = frozenset(FIELDS)
+# After every name above: log_direct reads them at import.
+from . import log_direct  # noqa: E402
