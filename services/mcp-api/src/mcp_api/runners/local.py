@@ -257,8 +257,10 @@ def _runner_env() -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
     # Test runs measure runners too; these variables only exist under coverage.
     keep += ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")
-    # Kill switches of the runner's read cache (bytes, 0: off) and heap freeze (0: off), for bench/ab.py.
+    # Kill switches of the runner's read cache (bytes, 0: off), heap freeze, write coalescing and direct
+    # log lines (0: off), for bench/ab.py.
     keep += ("AGENT_RUNNER_READ_CACHE_BYTES", "AGENT_RUNNER_GC_FREEZE", "AGENT_RUNNER_COALESCE_WRITES")
+    keep += ("SECURE_AGENT_LOG_DIRECT",)
     # Log format and level, and where spans go, so the runner's lines and spans join mcp-api's.
     return {**{k: v for k, v in os.environ.items() if k in keep}, **runner_observability_env()}
 
