@@ -1,14 +1,16 @@
 """mcp-api's own CPU per `read_file`, in-process: calls its ASGI stack directly (no HTTP, no load
-generator), one call at a time, with the benchmark's settings and a real runner process.
+generator), with the benchmark's settings and a real runner process.
 
     uv run python bench/inprocess.py [--calls 3000] [--rounds 3] [--concurrency 64] [--profile modern --out prof.pstats]
+    uv run python bench/inprocess.py --concurrency 64 --eras modern --ablate runner-hop --ablate result-sieve
     PYTHONPATH=<worktree>/services/mcp-api/src:<worktree>/services/agent-runner/src uv run python bench/inprocess.py
 
 Reports CPU µs per call (process time of this process, which runs mcp-api; the runner's CPU is not
 counted) for each era, interleaved over rounds. The least noisy figure this machine gives, good
 for comparing two versions of mcp-api's request path (the second form runs another checkout's) or
-the two eras; cProfile's stats (`--profile`) tell where a difference comes from. It runs on uvloop,
-as uvicorn serves mcp-api, and by default one call at a time (`--concurrency` keeps more in flight,
+the two eras; cProfile's stats (`--profile`) tell where a difference comes from; `--ablate` what a
+part of the call costs, by measuring it taken out (an experiment, interleaved with the full call). It
+runs on uvloop, as uvicorn serves mcp-api, and by default one call at a time (`--concurrency` keeps more in flight,
 so that one loop wake-up serves several, as under load), so absolute figures differ from `make bench`'s.
 """
 
@@ -76,6 +78,56 @@ async def calls(app, era: str, arguments: dict, count: int, concurrency: int) ->
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+def _without_runner_hop():
+    """Each runner operation answered by its first real answer: what the hop costs mcp-api."""
+    from agent_runner.client import RunnerClient
+
+    real = RunnerClient.call
+    answers: dict[str, object] = {}
+
+    async def canned(self, op, request, **kwargs):
+        if op not in answers:
+            answers[op] = await real(self, op, request, **kwargs)
+        return answers[op]
+
+    RunnerClient.call = canned
+    return lambda: setattr(RunnerClient, "call", real)
+
+
+def _without_output_conversion():
+    """The SDK's output conversion (a CallToolResult's structuredContent validated again) skipped."""
+    from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
+
+    real = FuncMetadata.convert_result
+    FuncMetadata.convert_result = lambda self, result: result
+    return lambda: setattr(FuncMetadata, "convert_result", real)
+
+
+def _without_result_sieve():
+    """The SDK's per-revision result sieve replaced by its first answer per (method, revision)."""
+    from mcp.server.runner import ServerRunner
+
+    real = ServerRunner._serialize
+    answers: dict[tuple[str, str], object] = {}
+
+    def remembered(self, method, version, result):
+        if (method, version) not in answers:
+            answers[method, version] = real(self, method, version, result)
+        return answers[method, version]
+
+    ServerRunner._serialize = remembered
+    return lambda: setattr(ServerRunner, "_serialize", real)
+
+
+# --ablate: a part of the call taken out, measured interleaved with the full call (an experiment: the
+# answers are the same file's, so the canned ones are right here and nowhere else).
+ABLATIONS = {
+    "runner-hop": _without_runner_hop,
+    "output-conversion": _without_output_conversion,
+    "result-sieve": _without_result_sieve,
+}
+
+
 def report(line: str) -> None:
     print(line, file=sys.stderr, flush=True)  # stdout carries the servers' log lines
 
@@ -100,10 +152,17 @@ async def run(args: argparse.Namespace) -> None:
                 raise RuntimeError(f"{era}: read_file did not return the file: {body[:200]!r}")
         for rnd in range(args.rounds):
             for era in eras:
-                started = time.process_time()
-                await calls(app, era, arguments, args.calls, args.concurrency)
-                per_call = (time.process_time() - started) / args.calls * 1e6
-                report(json.dumps({"round": rnd, "era": era, "cpu_us_per_call": round(per_call, 1)}))
+                for variant in ["full", *args.ablate]:
+                    undo = ABLATIONS[variant]() if variant != "full" else None
+                    try:
+                        started = time.process_time()
+                        await calls(app, era, arguments, args.calls, args.concurrency)
+                        per_call = (time.process_time() - started) / args.calls * 1e6
+                    finally:
+                        if undo is not None:
+                            undo()
+                    row = {"round": rnd, "era": era, "cpu_us_per_call": round(per_call, 1)}
+                    report(json.dumps(row if variant == "full" else {**row, "without": variant}))
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
@@ -120,6 +179,9 @@ def main() -> int:
     parser.add_argument("--eras", default="legacy,modern")
     parser.add_argument("--concurrency", type=int, default=1, help="calls in flight at once")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="uvloop: as served")
+    parser.add_argument("--ablate", action="append", default=[], choices=sorted(ABLATIONS),
+                        help="also measure without this part (repeatable; the access line: "
+                             "SECURE_AGENT_LOGGING__ACCESS_LOG=false)")  # fmt: skip
     parser.add_argument("--profile", choices=["legacy", "modern"], help="then profile this era with cProfile")
     parser.add_argument("--out", type=Path, default=Path("inprocess.pstats"))
     args = parser.parse_args()

@@ -46,12 +46,16 @@ def test_run_command_latency_script_writes_its_results(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.timeout(90)
-def test_inprocess_script_measures_both_eras_and_profiles(tmp_path: Path) -> None:
+def test_inprocess_script_measures_both_eras_ablations_and_profiles(tmp_path: Path) -> None:
     stats = tmp_path / "modern.pstats"
-    done = run_script(tmp_path, "inprocess.py", "--calls", "20", "--rounds", "1", "--profile", "modern",
-                      "--out", str(stats), timeout=75)  # fmt: skip
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"round"')]
-    assert [r["era"] for r in rows] == ["legacy", "modern"] and all(r["cpu_us_per_call"] > 0 for r in rows)
+    done = run_script(tmp_path, "inprocess.py", "--calls", "20", "--rounds", "1", "--concurrency", "4",
+                      "--ablate", "runner-hop", "--profile", "modern", "--out", str(stats), timeout=75)  # fmt: skip
+    # Results on stderr: stdout carries the servers' log lines, as make bench's servers write them.
+    rows = [json.loads(line) for line in done.stderr.splitlines() if line.startswith('{"round"')]
+    assert [(r["era"], r.get("without")) for r in rows] == [
+        ("legacy", None), ("legacy", "runner-hop"), ("modern", None), ("modern", "runner-hop"),
+    ]  # fmt: skip
+    assert all(r["cpu_us_per_call"] > 0 for r in rows)
     import pstats
 
     functions = {name for _, _, name in pstats.Stats(str(stats)).stats}
