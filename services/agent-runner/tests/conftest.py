@@ -30,6 +30,18 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture
+def registered_secret(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test module's REGISTERED value as the only registered secret during the test (the registry
+    is process-wide: emptied before and after)."""
+    from agent_runner.observability import redaction
+
+    redaction.forget_secrets()
+    redaction.register_secret(request.module.REGISTERED)
+    yield request.module.REGISTERED
+    redaction.forget_secrets()
+
+
 def _resolver_params() -> list:
     return [
         pytest.param(

@@ -11,10 +11,9 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
-from agent_runner.observability import context, log_direct, logs, redaction
+from agent_runner.observability import context, log_direct, logs
 from agent_runner.observability.logs import event, make_handler
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,12 +24,7 @@ REGISTERED = "registered-secret-0123456789"
 NOW = 1_790_000_000.123456
 
 
-@pytest.fixture(autouse=True)
-def _registered() -> Iterator[None]:
-    redaction.forget_secrets()
-    redaction.register_secret(REGISTERED)
-    yield
-    redaction.forget_secrets()
+pytestmark = pytest.mark.usefixtures("registered_secret")  # REGISTERED is the one secret (conftest.py)
 
 
 @pytest.fixture(autouse=True)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_runner.observability import context, redaction
+from agent_runner.observability import context
 from agent_runner.observability.logs import JsonFormatter, event, make_handler
 
 RESERVED = ("request_id", "trace_id", "span_id", "tenant", "mcp_method", "tool")
@@ -21,12 +20,7 @@ SECRET, MARKER = "sk-" + "R" * 40, "R" * 40
 MARKERS = (MARKER, REGISTERED)
 
 
-@pytest.fixture(autouse=True)
-def _registered() -> Iterator[None]:
-    redaction.forget_secrets()
-    redaction.register_secret(REGISTERED)
-    yield
-    redaction.forget_secrets()
+pytestmark = pytest.mark.usefixtures("registered_secret")  # REGISTERED is the one secret (conftest.py)
 
 
 def assert_clean(text: str) -> None:

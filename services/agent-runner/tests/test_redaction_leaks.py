@@ -47,12 +47,7 @@ def assert_clean(text: str) -> None:
     assert not leaked, (leaked, text)
 
 
-@pytest.fixture(autouse=True)
-def _registered() -> Iterator[None]:
-    redaction.forget_secrets()
-    redaction.register_secret(REGISTERED)
-    yield
-    redaction.forget_secrets()
+pytestmark = pytest.mark.usefixtures("registered_secret")  # REGISTERED is the one secret (conftest.py)
 
 
 def deep(value: Any, levels: int, shell: str = "list") -> Any:
