@@ -292,7 +292,8 @@ async def test_a_tool_that_takes_a_context_is_left_to_the_sdk(app, http, spy, fi
 
 
 async def test_a_disallowed_tool_is_refused_on_the_fast_lane_too(app, http, spy, files, monkeypatch):
-    # The AgentProfile gate lives in SecureAgentMCP.call_tool, which both paths reach.
+    # The AgentProfile gate: SecureAgentMCP.call_tool on the SDK's path, and the same check in
+    # handle_call_tool_without_context on the fast lane's.
     from mcp_api.mcp import server as server_module
 
     def deny(services, name):
@@ -304,6 +305,44 @@ async def test_a_disallowed_tool_is_refused_on_the_fast_lane_too(app, http, spy,
     assert served
     result = response.json()["result"]
     assert result["isError"] is True and "not allowed" in result["content"][0]["text"]
+
+
+async def test_the_bare_handler_runs_without_its_context(app, http, spy, files, monkeypatch):
+    mcp = app.state.mcp
+    direct = []
+    real = mcp.handle_call_tool_without_context
+
+    async def counted(tool, params):
+        direct.append(tool.name)
+        return await real(tool, params)
+
+    monkeypatch.setattr(mcp, "handle_call_tool_without_context", counted)
+    body, headers = request("modern", "read_file", {"path": "dir/a.txt"})
+    _, served = await both_ways(http, spy, body, headers)
+    assert served and direct == ["read_file"]  # the lane's call; the SDK's path builds its Context
+
+
+async def test_an_interceptor_on_tools_call_sees_fast_lane_calls_too(app, http, spy, files, monkeypatch):
+    # An extension's interceptor replaces the registered handler with a wrapper: the lane then calls
+    # that, not handle_call_tool_without_context, so the interceptor runs on both paths.
+    mcp = app.state.mcp
+    lowlevel = mcp._lowlevel_server
+    entry = lowlevel.get_request_handler("tools/call")
+    seen = []
+
+    async def intercepted(ctx, params):
+        seen.append(params.name)
+        return await entry.handler(ctx, params)
+
+    direct = []
+    monkeypatch.setattr(mcp, "handle_call_tool_without_context", lambda *a: direct.append(a))
+    lowlevel.add_request_handler("tools/call", entry.params_type, intercepted)
+    try:
+        body, headers = request("modern", "read_file", {"path": "dir/a.txt"})
+        _, served = await both_ways(http, spy, body, headers)
+    finally:
+        lowlevel.add_request_handler("tools/call", entry.params_type, entry.handler)
+    assert served and seen == ["read_file", "read_file"] and direct == []
 
 
 async def test_unauthenticated_requests_never_reach_it(http, spy, files):
