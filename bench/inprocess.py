@@ -10,8 +10,9 @@ counted) for each era, interleaved over rounds. The least noisy figure this mach
 for comparing two versions of mcp-api's request path (the second form runs another checkout's) or
 the two eras; cProfile's stats (`--profile`) tell where a difference comes from; `--ablate` what a
 part of the call costs, by measuring it taken out (an experiment, interleaved with the full call). It
-runs on uvloop, as uvicorn serves mcp-api, and by default one call at a time (`--concurrency` keeps more in flight,
-so that one loop wake-up serves several, as under load), so absolute figures differ from `make bench`'s.
+runs on uvloop, as uvicorn serves mcp-api, and by default one call at a time (`--concurrency` keeps
+more in flight, so that one loop wake-up serves several, as under load), so absolute figures differ
+from `make bench`'s.
 """
 
 from __future__ import annotations
