@@ -35,6 +35,15 @@ class RunnerSettings(BaseModel):
     start_timeout_s: float = Field(15.0, gt=0, description="How long to wait for a new runner to answer.")
     request_timeout_s: float = Field(60.0, gt=0, description="Timeout of one runner API call.")
     max_runners: int = Field(64, ge=1, description="Runner processes alive at once, all tenants together.")
+    hot_read_cache_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=0,
+        description=(
+            "Local backend: bytes of read_file answers mcp-api keeps, all workspaces together, to answer "
+            "reads of provably unchanged files without the runner hop (mcp-api looks the path up, metadata "
+            "only, and never opens a workspace file; see mcp_api.runners.hot_reads); 0 turns it off."
+        ),
+    )
 
 
 class KubernetesSettings(BaseModel):

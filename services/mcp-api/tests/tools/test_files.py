@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 
 import pytest
+from agent_runner.workspace import read_cache
 
 pytestmark = pytest.mark.anyio
 
@@ -45,6 +47,41 @@ async def test_write_then_read_roundtrip(mcp, workspace):
     read = await mcp.call("read_file", path="src/app.py")
     assert text_of(read) == "print('hi')\n"
     assert read["structuredContent"]["encoding"] == "utf-8"
+
+
+async def test_hot_reads_never_serve_stale_content(mcp, app, workspace, monkeypatch):
+    """Issue 9's staleness test through /mcp: each change follows reads that mcp-api answered itself
+    (no runner hop), and the next read_file returns the new content."""
+    monkeypatch.setattr(read_cache, "SETTLE_NS", 30_000_000)  # settled after 30 ms, not 1 s
+    cache = app.state.services.runners.hot_reads
+    old, new = "A" * 64 + "\n", "B" * 64 + "\n"
+
+    async def hot(expected: str) -> None:
+        await asyncio.sleep(0.04)
+        hits = cache.hits
+        for _ in range(2):
+            assert text_of(await mcp.call("read_file", path="f.txt")) == expected
+        assert cache.hits == hits + 1, "the second read was not answered by mcp-api"
+
+    assert not (await mcp.call("write_file", path="f.txt", content=old)).get("isError")
+    await hot(old)
+    assert not (await mcp.call("write_file", path="f.txt", content=new)).get("isError")  # write, then read
+    assert text_of(await mcp.call("read_file", path="f.txt")) == new
+    await hot(new)
+    ran = await mcp.call("run_command", shell=f"printf '%s\\n' {old.strip()} > f.txt")  # a command, then read
+    assert ran["structuredContent"]["result"]["exit_code"] == 0, ran
+    assert text_of(await mcp.call("read_file", path="f.txt")) == old
+    await hot(old)
+    _rewrite_keeping_size_and_mtime(workspace / "f.txt", new)  # a same-second rewrite
+    assert text_of(await mcp.call("read_file", path="f.txt")) == new
+    await hot(new)
+
+
+def _rewrite_keeping_size_and_mtime(path, text: str) -> None:
+    before = path.stat()
+    with open(path, "r+b") as f:  # in place: same inode, same size
+        f.write(text.encode())
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 async def test_read_line_window(mcp, workspace):

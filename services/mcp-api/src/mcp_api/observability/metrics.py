@@ -152,6 +152,11 @@ RUNNER_COLD_START_SECONDS = Histogram(
 RUNNER_START_FAILURES = Counter(
     "secure_agent_runner_start_failures_total", "Runners that failed to start, by backend.", ["backend"]
 )
+HOT_READS = Counter(
+    "secure_agent_runner_hot_reads_total",
+    "read_file calls of local runners: answered by mcp-api for an unchanged file (hit) or by the runner (miss).",
+    ["result"],
+)
 SANDBOX_LIMIT_HITS = Counter(
     "secure_agent_sandbox_limit_hits_total",
     "Commands stopped or refused by a sandbox control, by control.",
@@ -241,6 +246,8 @@ def _initialize_children() -> None:
         AGENT_RUNS.labels(outcome=outcome)
     for operation in STORE_OPERATIONS:
         STORE_ERRORS.labels(operation=operation)
+    for result in ("hit", "miss"):
+        HOT_READS.labels(result=result)
     BUILD_INFO.labels(version=__version__).set(1)
 
 

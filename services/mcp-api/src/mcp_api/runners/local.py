@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_runner.client import RunnerClient, RunnerUnavailable
+from agent_runner.workspace.read_cache import ReadCache
 
 from ..observability.tracing import runner_env as runner_observability_env
 from ..settings import RunnerSettings, SandboxSettings
 from .base import BackendStatus, RunnerLimitError, RunnerStartError, validate_workspace
+from .hot_reads import HotReadClient
 
 log = logging.getLogger(__name__)
 # A tenant at its runner cap may replace a runner idle at least this long (its jobs die with it).
@@ -66,6 +68,8 @@ class LocalRunnerBackend:
         self._runners: dict[tuple[str, str], _Runner] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._reaper: asyncio.Task | None = None
+        # One bound for all workspaces; each runner's entries carry its id (see hot_reads).
+        self.hot_reads = ReadCache(settings.hot_read_cache_bytes)
 
     @property
     def run_dir(self) -> Path:
@@ -90,13 +94,13 @@ class LocalRunnerBackend:
         key = (tenant, validate_workspace(workspace))
         sandbox = self.sandbox_for(tenant)
         runner = self._runners.get(key)
-        if runner and runner.process.returncode is None and runner.sandbox == sandbox:
+        if runner and runner.process.returncode is None and _same(runner.sandbox, sandbox):
             runner.last_used = time.monotonic()
             return runner.client
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             runner = self._runners.get(key)
-            if runner and runner.process.returncode is None and runner.sandbox == sandbox:
+            if runner and runner.process.returncode is None and _same(runner.sandbox, sandbox):
                 runner.last_used = time.monotonic()
                 return runner.client
             if runner:
@@ -141,7 +145,12 @@ class LocalRunnerBackend:
         process.stdin.write(token.encode() + b"\n")
         await process.stdin.drain()
         process.stdin.close()
-        client = RunnerClient(token=token, uds=str(socket_path), timeout=self.settings.request_timeout_s)
+        client_args = {"token": token, "uds": str(socket_path), "timeout": self.settings.request_timeout_s}
+        client = (
+            HotReadClient(workspace=workdir, cache=self.hot_reads, **client_args)
+            if self.hot_reads.enabled
+            else RunnerClient(**client_args)
+        )
         try:
             await _ready_or_exited(client, process, self.settings.start_timeout_s)
         except Exception as exc:
@@ -176,6 +185,7 @@ class LocalRunnerBackend:
                 "socket_dir": str(self.run_dir),
                 "workspaces_dir": str(self.workspaces_dir),
                 "alive": alive,
+                "hot_reads": {"hits": self.hot_reads.hits, "misses": self.hot_reads.misses},
             },
         )
 
@@ -234,6 +244,11 @@ class LocalRunnerBackend:
                 await self._reaper
         for key in list(self._runners):
             await self._stop(key)
+
+
+def _same(a: SandboxSettings, b: SandboxSettings) -> bool:
+    # The tenant's profile hands out the same object until it changes: skip the field-by-field ==.
+    return a is b or a == b
 
 
 async def _ready_or_exited(client: RunnerClient, process: asyncio.subprocess.Process, limit_s: float) -> None:
