@@ -14,6 +14,7 @@ from typing import Annotated
 
 import httpx
 import pytest
+from agent_runner.workspace import read_cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp.server.mcpserver import Context
@@ -21,6 +22,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp_api.mcp import fastlane
 from mcp_helpers import LEGACY, MODERN, TEST_KEY, parse_rpc
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import Field
 
 pytestmark = pytest.mark.anyio
@@ -154,6 +156,41 @@ async def test_same_answer_as_the_sdk(http, spy, files, era, accept, name, argum
     stream = era == "legacy" and accept == BOTH
     assert response.headers["content-type"] == ("text/event-stream" if stream else JSON)
     assert parse_rpc(response)["id"] == 7
+
+
+@pytest.mark.parametrize("accept", [JSON, BOTH])
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_hot_reads_answer_alike(app, http, spy, files, era, accept, monkeypatch):
+    """Answers built once from a hot read (runners/hot_reads.py, mcp/answers.py) and encoded once by the
+    fast lane: byte for byte the SDK's, whatever the file, the window and the request id."""
+    monkeypatch.setattr(read_cache, "SETTLE_NS", 0)  # every file counts as settled
+    cache = app.state.services.runners.hot_reads
+    cases = [
+        {"path": "notes.txt"}, {"path": "notes.txt", "offset": 10, "limit": 5}, {"path": "notes.txt", "max_bytes": 100},
+        {"path": "image.png"}, {"path": "blob.bin"}, {"path": "./blob.bin"}, {"path": "dir/a.txt"}, {"path": "del.txt"},
+    ]  # fmt: skip
+    hits = cache.hits
+    for arguments in cases:
+        for request_id in (7, "ü", 2**53, "abc"):
+            body, headers = request(era, "read_file", arguments, request_id=request_id, accept=accept)
+            response, served = await both_ways(http, spy, body, headers)
+            assert served and parse_rpc(response)["id"] == request_id
+    assert cache.hits >= hits + len(cases) * 7  # all but the first read of each case answered by mcp-api
+    assert len(spy.lane._encoded) >= len(cases) - 1  # ./blob.bin shares blob.bin's entry
+
+
+async def test_a_hot_read_asked_for_under_each_legacy_revision_answers_as_the_sdk(app, http, spy, files, monkeypatch):
+    """One shared answer, asked for under every legacy revision in turn, each held to the SDK's bytes.
+    The SDK shapes a tools/call result alike in all of them today; the encoded answers are kept per
+    revision anyway (shaping takes the revision), and this holds them to the SDK if that ever changes."""
+    monkeypatch.setattr(read_cache, "SETTLE_NS", 0)
+    cache = app.state.services.runners.hot_reads
+    hits = cache.hits
+    for version in (*HANDSHAKE_PROTOCOL_VERSIONS, *HANDSHAKE_PROTOCOL_VERSIONS):
+        body, headers = request("legacy", "read_file", {"path": "dir/a.txt"}, headers={"mcp-protocol-version": version})
+        response, served = await both_ways(http, spy, body, headers)
+        assert served and response.status_code == 200
+    assert cache.hits > hits
 
 
 @pytest.mark.parametrize("era", ["legacy", "modern"])

@@ -63,6 +63,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .answers import DerivedAnswers, SharedCallToolResult
 from .server import SecureAgentMCP, observe_mcp_request
 
 _GATED = SecureAgentMCP.call_tool  # the gate handle_call_tool_without_context applies too
@@ -105,6 +106,7 @@ class FastLane:
         self._eligible: dict[str, tuple[Any, bool, bool]] = {}
         self._bare_handler = mcp._handle_call_tool  # what MCPServer registers for tools/call
         self._surface_ok: set[tuple[str, str | None]] = set()
+        self._encoded = DerivedAnswers()  # a shared result's wire bytes, by (version, era)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.enabled or scope["type"] != "http" or scope.get("method") != "POST":
@@ -260,7 +262,10 @@ class FastLane:
                     else:
                         result = await plan.handler(None, plan.typed)
                     observed.result(result)
-                    wire = self._shaper._serialize("tools/call", plan.version, result)
+                    if type(result) is SharedCallToolResult:
+                        wire = self._encoded_result(plan, result)
+                    else:
+                        wire = self._shaper._serialize("tools/call", plan.version, result)
                 if isinstance(result, CallToolResult) and result.is_error:
                     span.set_attribute("error.type", "tool_error")
                     span.set_status(StatusCode.ERROR)
@@ -283,6 +288,17 @@ class FastLane:
             status = 200
         return envelope, status
 
+    def _encoded_result(self, plan: _Plan, result: SharedCallToolResult) -> _Encoded:
+        """The wire bytes of a result handed to many calls (mcp/answers.py): shaped and encoded once per
+        protocol version and era. Shaping reads only the result, the version and the server."""
+        tag = (plan.version, plan.legacy)
+        encoded = self._encoded.get(result, tag)
+        if encoded is None:
+            wire = self._shaper._serialize("tools/call", plan.version, result)
+            encoded = _Encoded(pydantic_core.to_json(wire) if plan.legacy else _json_compact(wire))
+            self._encoded.put(result, tag, encoded)
+        return encoded
+
     async def _serve_legacy_stream(self, plan: _Plan, receive: Receive, send: Send) -> None:
         """What the SDK's legacy transport answers an SSE Accept with: an event stream carrying the one
         answer, opened at once, a ping comment every 15 s while the call runs (sse-starlette's)."""
@@ -296,7 +312,7 @@ class FastLane:
         if answer is None:
             return
         envelope, _ = answer
-        data = pydantic_core.to_json(envelope)
+        data = _encode(plan, envelope)
         await send(
             {
                 "type": "http.response.body",
@@ -328,7 +344,7 @@ class FastLane:
         if answer is None:
             return
         envelope, _ = answer
-        data = _json_compact(envelope)
+        data = _encode(plan, envelope)
         await send(
             {
                 "type": "http.response.body",
@@ -353,9 +369,7 @@ class FastLane:
 
 
 async def _send_json(plan: _Plan, envelope: dict[str, Any], status: int, send: Send) -> None:
-    # Byte-for-byte what each SDK entry writes: pydantic's JSON on the legacy transport, json.dumps on
-    # the 2026-07-28 single-exchange one.
-    payload = pydantic_core.to_json(envelope) if plan.legacy else _json_compact(envelope)
+    payload = _encode(plan, envelope)
     await send(
         {
             "type": "http.response.start",
@@ -364,6 +378,28 @@ async def _send_json(plan: _Plan, envelope: dict[str, Any], status: int, send: S
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+class _Encoded:
+    """A result already in its wire bytes."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _encode(plan: _Plan, envelope: dict[str, Any]) -> bytes:
+    """Byte-for-byte what each SDK entry writes: pydantic's JSON on the legacy transport, json.dumps on
+    the 2026-07-28 single-exchange one. Both encode an object member by member, so an answer whose result
+    is already encoded is the same bytes put together around it."""
+    result = envelope.get("result")
+    if type(result) is _Encoded:
+        request_id = (
+            pydantic_core.to_json(envelope["id"]) if plan.legacy else json.dumps(envelope["id"]).encode()
+        )
+        return b'{"jsonrpc":"2.0","id":' + request_id + b',"result":' + result.data + b"}"
+    return pydantic_core.to_json(envelope) if plan.legacy else _json_compact(envelope)
 
 
 async def _disconnected(receive: Receive) -> None:

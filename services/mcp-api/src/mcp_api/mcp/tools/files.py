@@ -11,6 +11,8 @@ from pydantic import Field
 
 from ...auth.scopes import Scope
 from ...deps import Services
+from ...runners.hot_reads import SharedReadFileResult
+from ..answers import DerivedAnswers, SharedCallToolResult
 from .calls import run_op
 
 Path_ = Annotated[
@@ -36,6 +38,22 @@ CREATE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHi
 MUTATE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False)
 
 TOOL_SCOPES: dict[str, str] = {}
+_read_answers = DerivedAnswers()
+
+
+def _read_answer(path: str, result: p.ReadFileResult, kind: type[CallToolResult]) -> CallToolResult:
+    structured = result.model_dump(mode="json")
+    if result.encoding == "base64" and result.mime_type.startswith("image/") and not result.truncated:
+        content = [ImageContent(type="image", data=result.content, mime_type=result.mime_type)]
+    elif result.encoding == "base64":
+        note = f"{path}: binary file ({result.mime_type}, {result.size} bytes); base64 data is in structuredContent.content"
+        content = [TextContent(type="text", text=note)]
+    else:
+        text = result.content
+        if result.truncated:
+            text += f"\n[truncated: showing lines {result.start_line}-{result.end_line} of {result.total_lines}; use offset/limit]"
+        content = [TextContent(type="text", text=text)]
+    return kind(content=content, structured_content=structured)
 
 
 def register(mcp: MCPServer, services: Services) -> None:
@@ -62,18 +80,13 @@ def register(mcp: MCPServer, services: Services) -> None:
         result: p.ReadFileResult = await run_op(
             services, "read_file", Scope.FILES_READ, workspace, "files/read", request
         )
-        structured = result.model_dump(mode="json")
-        if result.encoding == "base64" and result.mime_type.startswith("image/") and not result.truncated:
-            content = [ImageContent(type="image", data=result.content, mime_type=result.mime_type)]
-        elif result.encoding == "base64":
-            note = f"{path}: binary file ({result.mime_type}, {result.size} bytes); base64 data is in structuredContent.content"
-            content = [TextContent(type="text", text=note)]
-        else:
-            text = result.content
-            if result.truncated:
-                text += f"\n[truncated: showing lines {result.start_line}-{result.end_line} of {result.total_lines}; use offset/limit]"
-            content = [TextContent(type="text", text=text)]
-        return CallToolResult(content=content, structured_content=structured)
+        if type(result) is SharedReadFileResult:  # a hot read: the same answer as the last such call
+            answer = _read_answers.get(result, path)  # the path as given: the binary note repeats it
+            if answer is None:
+                answer = _read_answer(path, result, SharedCallToolResult)
+                _read_answers.put(result, path, answer)
+            return answer
+        return _read_answer(path, result, CallToolResult)
 
     @tool("write_file", Scope.FILES_WRITE, WRITE_IDEMPOTENT, "Write file")
     async def write_file(
