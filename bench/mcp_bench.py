@@ -15,7 +15,10 @@ Not a test: it measures this machine. Loopback only. What it starts, one server 
              services/mcp-api/gunicorn.conf.py): API-key auth, rate limiting ENABLED with buckets large
              enough never to throttle (its cost is measured, not its refusals), Prometheus metrics,
              JSON access logs at INFO (to a file), audit, and the hop to the workspace runner over its
-             Unix socket, serving `read_file` on the same 4 KiB content.
+             Unix socket, serving `read_file` on the same 4 KiB content. A read of a file unchanged
+             since the runner answered it is answered by mcp-api (runners/hot_reads.py; the report's
+             "hot" column says how many were); SECURE_AGENT_RUNNER__HOT_READ_CACHE_BYTES=0 in
+             --secure-env makes every call take the hop.
 
 Each server runs as one uvicorn worker and as gunicorn with 2 uvicorn workers. The load generator is
 wrk (one thread, a generated Lua script per point, keep-alive connections), at each concurrency,
@@ -309,15 +312,18 @@ def lua_str(s: str) -> str:
     return json.dumps(s)  # a JSON string literal is a valid Lua string literal for ASCII content
 
 
-def failed_calls(server: Server) -> int | None:
-    """secure-agent's count of MCP requests that did not end "ok" (from /metrics), None for (a) and (b)."""
+def secure_counters(server: Server) -> dict[str, int] | None:
+    """From secure-agent's /metrics (None for (a) and (b)): MCP requests that did not end "ok", and the
+    read_file calls answered by mcp-api itself (hot reads) or by the runner."""
     if server.kind != "secure":
         return None
-    text = httpx.get(f"{server.base_url}/metrics", timeout=30).text
-    return int(sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-        if line.startswith("secure_agent_mcp_requests_total{") and 'outcome="ok"' not in line
-    ))
+    counts = {"failed": 0.0, "hot_hits": 0.0, "hot_misses": 0.0}
+    for line in httpx.get(f"{server.base_url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("secure_agent_mcp_requests_total{") and 'outcome="ok"' not in line:
+            counts["failed"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("secure_agent_runner_hot_reads_total{"):
+            counts["hot_hits" if 'result="hit"' in line else "hot_misses"] += float(line.rsplit(" ", 1)[1])
+    return {k: int(v) for k, v in counts.items()}
 
 
 def wrk_point(server: Server, era: str | None, arguments: dict, conc: int, duration: float, tmp: Path) -> dict:
@@ -330,7 +336,7 @@ def wrk_point(server: Server, era: str | None, arguments: dict, conc: int, durat
         out=lua_str(str(out)),
     ))
     pids = tree(server.proc.pid)
-    failed0 = failed_calls(server)
+    counters0 = secure_counters(server)
     cpu0 = cpu_seconds(pids)
     roles0 = cpu_by_role(pids)
     with RssSampler(server.proc.pid) as rss:
@@ -340,7 +346,10 @@ def wrk_point(server: Server, era: str | None, arguments: dict, conc: int, durat
     pids = tree(server.proc.pid)
     cpu = cpu_seconds(pids) - cpu0
     roles = {k: v - roles0.get(k, 0.0) for k, v in cpu_by_role(pids).items()}
-    failed = failed_calls(server) - failed0 if failed0 is not None else 0
+    counters = secure_counters(server)
+    delta = {k: v - counters0[k] for k, v in counters.items()} if counters0 is not None and counters else {}
+    failed = delta.get("failed", 0)
+    reads = delta.get("hot_hits", 0) + delta.get("hot_misses", 0)
     w = json.loads(out.read_text())
     hwm = rss_kib(pids, "VmHWM:")
     n = w["requests"]
@@ -356,6 +365,9 @@ def wrk_point(server: Server, era: str | None, arguments: dict, conc: int, durat
         # HTTP 200 answers that were not a successful call (a tool error, e.g. the per-tenant in-flight
         # cap refusing it): wrk cannot see them, secure-agent's own counter can.
         "failed_calls": failed,
+        # (c): the share of read_file calls mcp-api answered itself, the file being unchanged since the
+        # runner's answer (runners/hot_reads.py); the rest took the runner hop.
+        "hot_read_share": round(delta["hot_hits"] / reads, 4) if reads else None,
         "cpu_s_per_1k": round(cpu / n * 1000, 3) if n else None,
         # Split by process (at 1.00 core, the server process is the bottleneck of one worker).
         "cpu_s_per_1k_by_process": {k: round(v / n * 1000, 3) for k, v in roles.items()} if n else None,
@@ -463,16 +475,19 @@ def markdown(report: dict) -> str:
         "(JSON responses). (a) bare FastAPI, (b) plain `mcp` SDK stateless, (c) secure-agent full stack "
         "(auth, rate limiting on with non-throttling buckets, metrics, JSON logs, audit, runner hop). "
         "CPU = CPU-seconds of the whole server process tree per 1,000 requests. RSS = peak of the largest "
-        "process / of the tree.",
+        "process / of the tree. Hot = the share of (c)'s calls that mcp-api answered itself because the "
+        "file was unchanged since the runner's answer (runners/hot_reads.py); the rest took the runner hop.",
         "",
-        "| deployment | server | era | c | req/s | p50 ms | p95 ms | p99 ms | errors | CPU s/1k | RSS MB (proc / tree) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| deployment | server | era | c | req/s | p50 ms | p95 ms | p99 ms | errors | CPU s/1k | RSS MB (proc / tree) | hot |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in report["points"]:
+        hot = p.get("hot_read_share")
         lines.append(
             f"| {p['deployment']} | {p['server']} | {p['era'] or '-'} | {p['concurrency']} | {p['rps']:,} | "
             f"{p['p50_ms']} | {p['p95_ms']} | {p['p99_ms']} | {p['errors']} | {p['cpu_s_per_1k']} | "
-            f"{p['peak_rss_mb_largest_process']} / {p['peak_rss_mb_tree']} |"
+            f"{p['peak_rss_mb_largest_process']} / {p['peak_rss_mb_tree']} | "
+            f"{'-' if hot is None else f'{hot:.1%}'} |"
         )
     lines += ["", "## Ratios (secure-agent c over bare a and plain SDK b; throughput > 1 is better, p99/CPU < 1 is better)",
               "", "| deployment | era | c | req/s c/a | req/s c/b | p99 c/b | CPU c/b |", "|---|---|---|---|---|---|---|"]

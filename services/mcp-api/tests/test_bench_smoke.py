@@ -39,13 +39,18 @@ def test_bench_script_runs_and_writes_its_report(tmp_path: Path) -> None:
         assert point["cpu_s_per_1k"] is not None and point["peak_rss_mb_largest_process"] > 0
         split = point["cpu_s_per_1k_by_process"]
         assert split["server"] > 0 and abs(split["server"] + split["runners"] - point["cpu_s_per_1k"]) < 0.01
-        assert (split["runners"] > 0) is (point["server"] == "secure")  # only (c) has a runner
+        if point["server"] == "secure":
+            # Every read was answered by mcp-api (a hot read) or by the runner, and the report says which.
+            assert 0 <= point["hot_read_share"] <= 1, point
+        else:
+            assert split["runners"] == 0 and point["hot_read_share"] is None  # only (c) has a runner
     (ratios,) = report["ratios"]
     assert ratios["rps_c_over_a"] > 0 and ratios["rps_c_over_b"] > 0
     assert {"read_file 4 KiB", "write_file 4 KiB", "run_command true"} <= set(report["extras"])
     assert report["extras"]["_list_directory_entries_seen"] == 5000
     markdown = (tmp_path / "smoke.md").read_text()
     assert "| uvicorn1 | secure | modern | 4 |" in markdown and "req/s c/b" in markdown
+    assert f"| {points['secure', 'modern']['hot_read_share']:.1%} |" in markdown
 
 
 LOAD_MIX = REPO / "bench" / "load_mix.py"
