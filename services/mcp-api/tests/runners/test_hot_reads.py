@@ -246,7 +246,7 @@ async def test_a_new_runner_starts_with_no_entries(backend, client, root) -> Non
     assert backend.hot_reads.hits == hits  # the old runner's entry is not this runner's
 
 
-async def test_a_closed_client_does_not_touch_the_workspace(backend, client, root) -> None:
+async def test_a_closed_client_serves_nothing_from_its_entries(backend, client, root) -> None:
     (root / "f.txt").write_text(OLD)
     await settle()
     await hot_read(client, backend)

@@ -289,8 +289,9 @@ class FastLane:
         return envelope, status
 
     def _encoded_result(self, plan: _Plan, result: SharedCallToolResult) -> _Encoded:
-        """The wire bytes of a result handed to many calls (mcp/answers.py): shaped and encoded once per
-        protocol version and era. Shaping reads only the result, the version and the server."""
+        """The wire bytes of a result handed to many calls (mcp/answers.py): shaped and encoded once, and
+        kept for the protocol version and era last asked for. Shaping reads only the result, the version
+        and the server."""
         tag = (plan.version, plan.legacy)
         encoded = self._encoded.get(result, tag)
         if encoded is None:
