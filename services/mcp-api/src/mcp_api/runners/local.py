@@ -185,7 +185,6 @@ class LocalRunnerBackend:
                 "socket_dir": str(self.run_dir),
                 "workspaces_dir": str(self.workspaces_dir),
                 "alive": alive,
-                "hot_reads": {"hits": self.hot_reads.hits, "misses": self.hot_reads.misses},
             },
         )
 
